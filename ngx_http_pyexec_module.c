@@ -1,0 +1,372 @@
+
+/*
+ * Copyright (C) pyexec authors
+ *
+ * Module wiring only: directives, configuration, process hooks.
+ * The parts live in src/, one file per concern.
+ */
+
+
+#include "ngx_http_pyexec_common.h"
+
+
+static void *ngx_http_pyexec_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_pyexec_check_positive(ngx_conf_t *cf, void *post,
+    void *data);
+static ngx_int_t ngx_http_pyexec_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_pyexec_init_process(ngx_cycle_t *cycle);
+static void ngx_http_pyexec_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_post_t  ngx_http_pyexec_positive_post = {
+    ngx_http_pyexec_check_positive
+};
+
+
+static ngx_command_t  ngx_http_pyexec_commands[] = {
+
+    { ngx_string("pyexec_execute"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_HANDLER_EXECUTE,
+      NULL },
+
+    { ngx_string("pyexec_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_HANDLER_HEALTH,
+      NULL },
+
+    { ngx_string("pyexec_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_HANDLER_STATUS,
+      NULL },
+
+    { ngx_string("pyexec_sessions"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_HANDLER_SESSIONS,
+      NULL },
+
+    { ngx_string("pyexec_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, thread_pool_name),
+      NULL },
+
+    { ngx_string("pyexec_session_init"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_init),
+      NULL },
+
+    { ngx_string("pyexec_data_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, data_dir),
+      NULL },
+
+    { ngx_string("pyexec_session_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_max),
+      &ngx_http_pyexec_positive_post },
+
+    { ngx_string("pyexec_session_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_idle_timeout),
+      NULL },
+
+    { ngx_string("pyexec_session_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_queue),
+      &ngx_http_pyexec_positive_post },
+
+    { ngx_string("pyexec_output_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, output_max),
+      NULL },
+
+    { ngx_string("pyexec_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, timeout),
+      NULL },
+
+    { ngx_string("pyexec_timeout_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, timeout_max),
+      NULL },
+
+    { ngx_string("pyexec_kill_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, kill_grace),
+      NULL },
+
+    { ngx_string("pyexec_json_max_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, json_max_depth),
+      &ngx_http_pyexec_positive_post },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_pyexec_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_pyexec_create_main_conf,      /* create main configuration */
+    ngx_http_pyexec_init_main_conf,        /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_pyexec_create_loc_conf,       /* create location configuration */
+    ngx_http_pyexec_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_pyexec_module = {
+    NGX_MODULE_V1,
+    &ngx_http_pyexec_module_ctx,           /* module context */
+    ngx_http_pyexec_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_pyexec_init_module,           /* init module */
+    ngx_http_pyexec_init_process,          /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_pyexec_exit_process,          /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pyexec_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     pmcf->thread_pool_name = { 0, NULL };
+     *     pmcf->thread_pool = NULL;
+     *     pmcf->session_init = { 0, NULL };
+     *     pmcf->data_dir = { 0, NULL };
+     */
+
+    pmcf->session_max = NGX_CONF_UNSET_UINT;
+    pmcf->session_idle_timeout = NGX_CONF_UNSET_MSEC;
+    pmcf->session_queue = NGX_CONF_UNSET_UINT;
+    pmcf->output_max = NGX_CONF_UNSET_SIZE;
+    pmcf->timeout = NGX_CONF_UNSET_MSEC;
+    pmcf->timeout_max = NGX_CONF_UNSET_MSEC;
+    pmcf->kill_grace = NGX_CONF_UNSET_MSEC;
+    pmcf->json_max_depth = NGX_CONF_UNSET_UINT;
+
+    return pmcf;
+}
+
+
+static char *
+ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_pyexec_main_conf_t *pmcf = conf;
+
+    if (pmcf->thread_pool_name.data == NULL) {
+        ngx_str_set(&pmcf->thread_pool_name, "pyexec");
+    }
+
+    ngx_conf_init_uint_value(pmcf->session_max, 10000);
+    ngx_conf_init_msec_value(pmcf->session_idle_timeout, 86400000);
+    ngx_conf_init_uint_value(pmcf->session_queue, 16);
+    ngx_conf_init_size_value(pmcf->output_max, 1024 * 1024);
+    ngx_conf_init_msec_value(pmcf->timeout, 600000);
+    ngx_conf_init_msec_value(pmcf->timeout_max, 3600000);
+    ngx_conf_init_msec_value(pmcf->kill_grace, 5000);
+    ngx_conf_init_uint_value(pmcf->json_max_depth, 64);
+
+    if (pmcf->timeout == 0 || pmcf->timeout_max == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pyexec_timeout\" and \"pyexec_timeout_max\" "
+                           "must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->timeout > pmcf->timeout_max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pyexec_timeout\" %M exceeds "
+                           "\"pyexec_timeout_max\" %M",
+                           pmcf->timeout, pmcf->timeout_max);
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->data_dir.len
+        && ngx_conf_full_name(cf->cycle, &pmcf->data_dir, 1) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->thread_pool = ngx_thread_pool_add(cf, &pmcf->thread_pool_name);
+    if (pmcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_pyexec_loc_conf_t  *plcf;
+
+    plcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pyexec_loc_conf_t));
+    if (plcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     plcf->kind = 0;
+     */
+
+    return plcf;
+}
+
+
+static char *
+ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    /* handlers are per location and never inherited */
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyexec_loc_conf_t *plcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->kind) {
+        return "is duplicate";
+    }
+
+    plcf->kind = cmd->offset;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_pyexec_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pyexec_check_positive(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *np = data;
+
+    if (*np == 0) {
+        return "must be positive";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
+{
+    /* the master keeps one secret across reloads and worker respawns */
+
+    ngx_http_pyexec_session_set_secret();
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pyexec_module);
+    if (pmcf == NULL || pmcf->thread_pool == NULL) {
+        return NGX_OK;
+    }
+
+    pmcf->thread_pool = ngx_thread_pool_get(cycle, &pmcf->thread_pool_name);
+    if (pmcf->thread_pool == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pyexec: thread pool \"%V\" not found",
+                      &pmcf->thread_pool_name);
+        return NGX_ERROR;
+    }
+
+    ngx_http_pyexec_proc.pmcf = pmcf;
+    ngx_http_pyexec_proc.log = cycle->log;
+
+    if (ngx_http_pyexec_session_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_pyexec_interp_start(pmcf, cycle->log);
+}
+
+
+static void
+ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
+{
+    /*
+     * The interpreter belongs to the pool thread (its "main thread"), so
+     * it is not finalized here: the thread may still be running a cell,
+     * and the process is going away anyway.
+     */
+
+    ngx_http_pyexec_session_exit_process();
+}

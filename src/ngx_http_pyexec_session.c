@@ -1,0 +1,486 @@
+
+/*
+ * Copyright (C) pyexec authors
+ *
+ * The per-worker session table: a chained hash table keyed by the id
+ * (O(1) lookup, grown by doubling), an LRU queue for eviction and idle
+ * expiry, and the minting of ids that remember the worker incarnation.
+ *
+ * Session structs are heap memory (ngx_alloc), one block holding the id:
+ * a pool per session would cost more than the session itself (an idle
+ * session is ~100 bytes here).  The Python namespace a session points to
+ * is owned by the interpreter thread and released there by a DESTROY task.
+ * Everything in this file runs on the event loop.
+ */
+
+
+#include "ngx_http_pyexec_common.h"
+
+#include <sys/random.h>
+
+
+#define NGX_HTTP_PYEXEC_BUCKETS_MIN  1024
+
+
+static ngx_int_t ngx_http_pyexec_session_grow(void);
+static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
+static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
+static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
+static void ngx_http_pyexec_session_destroy_run(void *data, ngx_log_t *log);
+static uint32_t ngx_http_pyexec_session_mac(u_char *p, size_t len);
+static void ngx_http_pyexec_random(u_char *buf, size_t len);
+
+
+ngx_http_pyexec_proc_t  ngx_http_pyexec_proc;
+
+static u_char  ngx_http_pyexec_secret[16];
+static ngx_uint_t  ngx_http_pyexec_secret_set;
+
+
+void
+ngx_http_pyexec_session_set_secret(void)
+{
+    if (!ngx_http_pyexec_secret_set) {
+        ngx_http_pyexec_random(ngx_http_pyexec_secret,
+                               sizeof(ngx_http_pyexec_secret));
+        ngx_http_pyexec_secret_set = 1;
+    }
+}
+
+
+ngx_int_t
+ngx_http_pyexec_session_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_pyexec_proc_t  *p = &ngx_http_pyexec_proc;
+    u_char                   inc[4];
+
+    p->nbuckets = NGX_HTTP_PYEXEC_BUCKETS_MIN;
+    p->buckets = ngx_calloc(p->nbuckets * sizeof(void *), cycle->log);
+    if (p->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_init(&p->lru);
+    p->started = ngx_time();
+
+    do {
+        ngx_http_pyexec_random(inc, sizeof(inc));
+        p->incarnation = ((uint32_t) inc[0] << 24) | (inc[1] << 16)
+                         | (inc[2] << 8) | inc[3];
+    } while (p->incarnation == 0);
+
+    p->expire.handler = ngx_http_pyexec_session_expire;
+    p->expire.log = cycle->log;
+    p->expire.data = p;
+    p->expire.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_pyexec_session_exit_process(void)
+{
+    if (ngx_http_pyexec_proc.expire.timer_set) {
+        ngx_del_timer(&ngx_http_pyexec_proc.expire);
+    }
+
+    /* session memory goes with the process; Python is not finalized */
+}
+
+
+static uint32_t
+ngx_http_pyexec_session_hash(u_char *id, size_t len)
+{
+    return ngx_murmur_hash2(id, len);
+}
+
+
+ngx_http_pyexec_session_t *
+ngx_http_pyexec_session_find(u_char *id, size_t len)
+{
+    uint32_t                    hash;
+    ngx_http_pyexec_session_t  *s;
+
+    hash = ngx_http_pyexec_session_hash(id, len);
+
+    for (s = ngx_http_pyexec_proc.buckets[hash
+                                         & (ngx_http_pyexec_proc.nbuckets - 1)];
+         s;
+         s = s->hash_next)
+    {
+        if (s->hash == hash && s->id_len == len
+            && ngx_memcmp(s->id, id, len) == 0)
+        {
+            return s;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_http_pyexec_session_t *
+ngx_http_pyexec_session_create(u_char *id, size_t len, ngx_log_t *log)
+{
+    ngx_queue_t                 *q;
+    ngx_http_pyexec_proc_t      *p = &ngx_http_pyexec_proc;
+    ngx_http_pyexec_session_t   *s, *victim, **bucket;
+
+    if (p->nsessions >= p->pmcf->session_max) {
+
+        /* evict the least recently used session that is idle */
+
+        victim = NULL;
+
+        for (q = ngx_queue_head(&p->lru);
+             q != ngx_queue_sentinel(&p->lru);
+             q = ngx_queue_next(q))
+        {
+            s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
+            if (s->pending == 0) {
+                victim = s;
+                break;
+            }
+        }
+
+        if (victim == NULL) {
+            return NULL;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "pyexec: session limit %ui reached, evicting \"%*s\"",
+                      p->pmcf->session_max, victim->id_len, victim->id);
+
+        ngx_http_pyexec_session_remove(victim);
+    }
+
+    if (p->nsessions >= p->nbuckets
+        && ngx_http_pyexec_session_grow() != NGX_OK)
+    {
+        return NULL;
+    }
+
+    s = ngx_alloc(offsetof(ngx_http_pyexec_session_t, id) + len, log);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(s, offsetof(ngx_http_pyexec_session_t, id));
+    ngx_memcpy(s->id, id, len);
+    s->id_len = len;
+    s->hash = ngx_http_pyexec_session_hash(id, len);
+    s->refs = 1;
+    s->in_table = 1;
+    s->created_at = ngx_time();
+    s->last_used = s->created_at;
+
+    bucket = &p->buckets[s->hash & (p->nbuckets - 1)];
+    s->hash_next = *bucket;
+    *bucket = s;
+
+    ngx_queue_insert_tail(&p->lru, &s->lru);
+    p->nsessions++;
+
+    if (!p->expire.timer_set) {
+        ngx_add_timer(&p->expire,
+                      ngx_min(p->pmcf->session_idle_timeout, 60000));
+    }
+
+    return s;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_session_grow(void)
+{
+    ngx_uint_t                   i, n;
+    ngx_http_pyexec_proc_t      *p = &ngx_http_pyexec_proc;
+    ngx_http_pyexec_session_t  **b, *s, *next;
+
+    n = p->nbuckets * 2;
+
+    b = ngx_calloc(n * sizeof(void *), p->log);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < p->nbuckets; i++) {
+        for (s = p->buckets[i]; s; s = next) {
+            next = s->hash_next;
+            s->hash_next = b[s->hash & (n - 1)];
+            b[s->hash & (n - 1)] = s;
+        }
+    }
+
+    ngx_free(p->buckets);
+    p->buckets = b;
+    p->nbuckets = n;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_pyexec_session_touch(ngx_http_pyexec_session_t *s)
+{
+    s->last_used = ngx_time();
+
+    if (s->in_table) {
+        ngx_queue_remove(&s->lru);
+        ngx_queue_insert_tail(&ngx_http_pyexec_proc.lru, &s->lru);
+    }
+}
+
+
+static void
+ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s)
+{
+    ngx_http_pyexec_proc_t      *p = &ngx_http_pyexec_proc;
+    ngx_http_pyexec_session_t  **pp;
+
+    for (pp = &p->buckets[s->hash & (p->nbuckets - 1)];
+         *pp;
+         pp = &(*pp)->hash_next)
+    {
+        if (*pp == s) {
+            *pp = s->hash_next;
+            break;
+        }
+    }
+
+    ngx_queue_remove(&s->lru);
+    s->in_table = 0;
+    p->nsessions--;
+}
+
+
+void
+ngx_http_pyexec_session_remove(ngx_http_pyexec_session_t *s)
+{
+    if (!s->in_table) {
+        return;
+    }
+
+    ngx_http_pyexec_session_unlink(s);
+    ngx_http_pyexec_session_release(s);
+}
+
+
+void
+ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
+{
+    ngx_thread_task_t       *task;
+    ngx_http_pyexec_task_t  *t;
+
+    if (--s->refs) {
+        return;
+    }
+
+    if (s->ns == NULL) {
+        ngx_free(s);
+        return;
+    }
+
+    /*
+     * The namespace can only be dropped with the GIL: a DESTROY task runs
+     * after every task already queued for this session (one FIFO thread).
+     */
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t)
+                      + sizeof(ngx_http_pyexec_task_t),
+                      ngx_http_pyexec_proc.log);
+    if (task == NULL) {
+        return;  /* leaked, logged by ngx_calloc() */
+    }
+
+    t = (ngx_http_pyexec_task_t *) (task + 1);
+    t->op = NGX_HTTP_PYEXEC_OP_DESTROY;
+    t->session = s;
+    t->log = ngx_http_pyexec_proc.log;
+
+    task->ctx = t;
+    task->handler = ngx_http_pyexec_session_destroy_run;
+    task->event.handler = ngx_http_pyexec_session_destroyed;
+    task->event.data = task;
+    task->event.log = ngx_http_pyexec_proc.log;
+
+    if (ngx_thread_task_post(ngx_http_pyexec_proc.pmcf->thread_pool, task)
+        != NGX_OK)
+    {
+        ngx_free(task);  /* the namespace leaks, the queue overflow is logged */
+    }
+}
+
+
+static void
+ngx_http_pyexec_session_destroy_run(void *data, ngx_log_t *log)
+{
+    ngx_http_pyexec_interp_run(data);
+}
+
+
+static void
+ngx_http_pyexec_session_destroyed(ngx_event_t *ev)
+{
+    ngx_thread_task_t       *task = ev->data;
+    ngx_http_pyexec_task_t  *t = task->ctx;
+
+    ngx_free(t->session);
+    ngx_free(task);
+}
+
+
+static void
+ngx_http_pyexec_session_expire(ngx_event_t *ev)
+{
+    time_t                      idle;
+    ngx_queue_t                *q, *next;
+    ngx_http_pyexec_proc_t     *p = ev->data;
+    ngx_http_pyexec_session_t  *s;
+
+    idle = p->pmcf->session_idle_timeout / 1000;
+
+    for (q = ngx_queue_head(&p->lru);
+         q != ngx_queue_sentinel(&p->lru);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
+
+        if (s->last_used + idle > ngx_time()) {
+            break;  /* the rest were used more recently */
+        }
+
+        if (s->pending) {
+            continue;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                       "pyexec session \"%*s\" expired", s->id_len, s->id);
+
+        ngx_http_pyexec_session_remove(s);
+    }
+
+    if (p->nsessions && !ngx_exiting) {
+        ngx_add_timer(&p->expire,
+                      ngx_min(p->pmcf->session_idle_timeout, 60000));
+    }
+}
+
+
+/*
+ * Minted ids are UUID4 strings whose first 32 bits are the worker
+ * incarnation and whose last 32 bits are a MAC over the first 96 bits with
+ * a secret the master holds.  A worker that sees a valid MAC with another
+ * incarnation knows the session died with an earlier worker (410).
+ */
+
+void
+ngx_http_pyexec_session_mint(u_char *out)
+{
+    u_char     b[16];
+    uint32_t   mac, inc;
+
+    ngx_http_pyexec_random(b, sizeof(b));
+
+    inc = ngx_http_pyexec_proc.incarnation;
+    b[0] = (u_char) (inc >> 24);
+    b[1] = (u_char) (inc >> 16);
+    b[2] = (u_char) (inc >> 8);
+    b[3] = (u_char) inc;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+
+    mac = ngx_http_pyexec_session_mac(b, 12);
+    b[12] = (u_char) (mac >> 24);
+    b[13] = (u_char) (mac >> 16);
+    b[14] = (u_char) (mac >> 8);
+    b[15] = (u_char) mac;
+
+    out = ngx_hex_dump(out, b, 4);
+    *out++ = '-';
+    out = ngx_hex_dump(out, b + 4, 2);
+    *out++ = '-';
+    out = ngx_hex_dump(out, b + 6, 2);
+    *out++ = '-';
+    out = ngx_hex_dump(out, b + 8, 2);
+    *out++ = '-';
+    (void) ngx_hex_dump(out, b + 10, 6);
+}
+
+
+ngx_int_t
+ngx_http_pyexec_session_lost(u_char *id, size_t len)
+{
+    u_char      b[16];
+    size_t      i;
+    uint32_t    mac, inc;
+    ngx_int_t   v;
+    ngx_uint_t  n;
+
+    if (len != NGX_HTTP_PYEXEC_UUID_LEN) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (i = 0; i < len; i += 2) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id[i] != '-') {
+                return 0;
+            }
+            i++;
+        }
+
+        v = ngx_hextoi(&id[i], 2);
+        if (v == NGX_ERROR) {
+            return 0;
+        }
+
+        b[n++] = (u_char) v;
+    }
+
+    mac = ngx_http_pyexec_session_mac(b, 12);
+
+    if (b[12] != (u_char) (mac >> 24) || b[13] != (u_char) (mac >> 16)
+        || b[14] != (u_char) (mac >> 8) || b[15] != (u_char) mac)
+    {
+        return 0;
+    }
+
+    inc = ((uint32_t) b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3];
+
+    return inc != ngx_http_pyexec_proc.incarnation;
+}
+
+
+static uint32_t
+ngx_http_pyexec_session_mac(u_char *p, size_t len)
+{
+    u_char  buf[32];
+
+    ngx_memcpy(buf, ngx_http_pyexec_secret, 16);
+    ngx_memcpy(buf + 16, p, len);
+
+    return ngx_murmur_hash2(buf, 16 + len) ^ ngx_crc32_short(buf, 16 + len);
+}
+
+
+static void
+ngx_http_pyexec_random(u_char *buf, size_t len)
+{
+    size_t   got;
+    ssize_t  n;
+
+    for (got = 0; got < len; got += n) {
+        n = getrandom(buf + got, len - got, 0);
+        if (n <= 0) {
+            /* no entropy source: fall back to the libc generator */
+            while (got < len) {
+                buf[got++] = (u_char) ngx_random();
+            }
+            return;
+        }
+    }
+}

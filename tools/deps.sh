@@ -1,0 +1,41 @@
+#!/bin/sh
+# deps.sh GROUP... -- install the Debian packages a group needs, only those
+# missing, and say which.  Groups: build run test bench.  Idempotent.
+set -eu
+
+build="gcc make pkgconf nginx nginx-dev libyajl-dev python3-dev"
+run="nginx libpython3.11 libyajl2 python3-numpy python3-pandas python3-matplotlib python3-sklearn"
+test="curl libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl"
+bench="wrk python3-fastapi python3-uvicorn python3-psutil"
+
+want=""
+for g in "$@"; do
+    eval "want=\"\$want \$$g\""
+done
+
+missing=""
+for p in $want; do
+    case " $missing " in *" $p "*) continue ;; esac
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case $st in
+        *" installed") ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+
+if [ -z "$missing" ]; then
+    echo "deps: all Debian packages present ($*)"
+    exit 0
+fi
+
+echo "deps: installing missing Debian packages:$missing"
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "deps: not root and no sudo; install:$missing" >&2; exit 1; }
+    sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# a fresh machine (or container) may have empty package lists
+$sudo apt-get update -q || { echo "deps: apt-get update failed" >&2; exit 1; }
+# shellcheck disable=SC2086
+$sudo apt-get install -y -q --no-install-recommends $missing
