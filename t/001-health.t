@@ -1,0 +1,86 @@
+# vim:set ft= ts=4 sw=4 et fdm=marker:
+# /health is exactly {"status":"healthy"}; /status tells the worker's state.
+
+use Test::Nginx::Socket;
+
+repeat_each(2);
+
+plan tests => repeat_each() * (blocks() * 3 + 4);
+
+our $MainConfig = <<'_EOC_';
+thread_pool pyexec threads=1;
+_EOC_
+
+our $Config = <<'_EOC_';
+    location = /health { pyexec_health; }
+    location = /status { pyexec_status; }
+_EOC_
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: GET /health, exactly the body the existing client compares
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+GET /health
+--- response_headers
+Content-Type: application/json
+Content-Length: 20
+--- response_body chomp
+{"status":"healthy"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: HEAD /health has the headers and no body
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+HEAD /health
+--- response_body chomp
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 3: POST /health is 405 with FastAPI's body
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+POST /health
+{}
+--- error_code: 405
+--- response_body chomp
+{"detail":"Method Not Allowed"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: DELETE /status is 405
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+DELETE /status
+--- error_code: 405
+--- response_body chomp
+{"detail":"Method Not Allowed"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: GET /status
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+GET /status
+--- response_body_like chomp
+^\{"status":"healthy","worker":0,"pid":\d+,"python":"3\.11\.\d+","sessions":0,"uptime_s":\d+,"executions":0,"timeouts":0,"interpreter_ready":(true|false),"rss_bytes":\d+\}$
+--- no_error_log
+[error]
+[alert]
