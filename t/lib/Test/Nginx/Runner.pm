@@ -182,7 +182,7 @@ sub start_nginx {
 
     truncate(err_log(), 0) if -f err_log();
 
-    my $cmd = "$Binary -p $ServRoot/ -c $ServRoot/conf/nginx.conf"
+    my $cmd = "$Binary -e $ServRoot/logs/error.log -p $ServRoot/ -c $ServRoot/conf/nginx.conf"
               . " 2>$ServRoot/logs/stderr.log";
     system($cmd);
     my $status = $?;
