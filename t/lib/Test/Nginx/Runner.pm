@@ -81,6 +81,8 @@ sub write_conf {
     my $http = expand(sec($block, q{http_config}), $name);
     my $config = expand(sec($block, q{config}), $name);
     my $user = $> == 0 ? "user root;" : "";
+    my $log_level = sec($block, q{log_level}) // $Opt{log_level};
+    $log_level =~ s/\s+//g;
     my $env = join '', map { "env $_;\n" } @EnvToNginx;
     my $root = $Opt{no_root_location} ? '' : <<"_EOC_";
         location / {
@@ -94,7 +96,7 @@ _EOC_
 worker_processes  $Opt{workers};
 daemon on;
 master_process $Opt{master};
-error_log $ServRoot/logs/error.log $Opt{log_level};
+error_log $ServRoot/logs/error.log $log_level;
 pid       $ServRoot/logs/nginx.pid;
 $env
 $main
@@ -323,11 +325,13 @@ sub log_text {
 }
 
 sub check_log {
-    my ($block, $name, $extra) = @_;
+    my ($block, $name, $extra, $log) = @_;
 
-    # give the server a moment to write lines that follow the response
-    sleep 0.05;
-    my $log = log_text() . ($extra // '');
+    if (!defined $log) {
+        # give the server a moment to write lines that follow the response
+        sleep 0.05;
+        $log = log_text() . ($extra // '');
+    }
 
     for my $p (as_list(sec($block, q{error_log}))) {
         for my $pat (ref $p eq 'Regexp' ? ($p) : grep { length } split /\n/, $p) {
@@ -405,10 +409,13 @@ sub run_block {
         Test::More::diag("$name - $err") if $err;
         $resp //= '';
 
+        sleep 0.05;
+        my $log = log_text();
+
         for my $j (0 .. $#reqs) {
             my ($st, $h, $body) = parse_response(\$resp);
             check_response($block, $name, $j, $st, $h, $body);
-            check_log($block, $name);
+            check_log($block, $name, undef, $log);
         }
         return;
     }

@@ -1,0 +1,226 @@
+# vim:set ft= ts=4 sw=4 et fdm=marker:
+# Sessions: the /sessions API, state between calls, session_init, limits,
+# expiry, and memory given back.
+
+use Test::Nginx::Socket;
+
+repeat_each(1);
+
+plan tests => repeat_each() * (5 * 3 + 3 * (6 + 6 + 5 + 20002) + 4 * 4);
+
+our $MainConfig = <<'_EOC_';
+thread_pool pyexec threads=1;
+_EOC_
+
+our $Config = <<'_EOC_';
+    location = /execute { pyexec_execute; }
+    location = /sessions { pyexec_sessions; }
+    location /sessions/ { pyexec_sessions; }
+_EOC_
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: POST /sessions makes a new empty session
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+POST /sessions
+--- response_body_like chomp
+^\{"session_id":"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: GET /sessions/{unknown} is 404
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+GET /sessions/nope
+--- error_code: 404
+--- response_body chomp
+{"detail":"Session not found"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: DELETE /sessions/{unknown} is 404
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+DELETE /sessions/nope
+--- error_code: 404
+--- response_body chomp
+{"detail":"Session not found"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: PUT /sessions is 405
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- request
+PUT /sessions
+--- error_code: 405
+--- response_body chomp
+{"detail":"Method Not Allowed"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: state persists; info, listing, delete, and a fresh start after delete
+--- main_config eval: $::MainConfig
+--- config eval: $::Config
+--- pipelined_requests eval
+[
+"POST /execute\n{\"code\": \"a = 1\\ndef f():\\n    return a\\nimport json\", \"session_id\": \"s/1 é\"}",
+"GET /sessions/s%2F1%20%C3%A9",
+"GET /sessions",
+"DELETE /sessions/s%2F1%20%C3%A9",
+"GET /sessions/s%2F1%20%C3%A9",
+"POST /execute\n{\"code\": \"a\", \"session_id\": \"s/1 é\"}",
+]
+--- response_body_like eval
+[
+qr/"session_id":"s\/1 é","success":true/,
+qr/^\{"session_id":"s\/1 é","variables":\["a","f","json"\],"created_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\}$/,
+qr/^\{"sessions":\[\{"session_id":"s\/1 é","created_at":"[-0-9T:]+Z","last_used":"[-0-9T:]+Z","execution_count":1\}\]\}$/,
+qr/^\{"message":"Session deleted"\}$/,
+qr/^\{"detail":"Session not found"\}$/,
+qr/"success":false,"error":"NameError: name 'a' is not defined".*"execution_count":1,/,
+]
+--- error_code eval
+[200, 200, 200, 200, 404, 200]
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: session_init runs once per new session and is never re-injected
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_session_init "import math\ninjected = 5";
+--- config eval: $::Config
+--- pipelined_requests eval
+[
+"POST /execute\n{\"code\": \"math.floor(2.5) + injected\", \"session_id\": \"i\"}",
+"GET /sessions/i",
+"POST /execute\n{\"code\": \"injected = 'mine'\\nmine = 1\", \"session_id\": \"i\"}",
+"POST /execute\n{\"code\": \"injected\", \"session_id\": \"i\"}",
+"GET /sessions/i",
+"POST /execute\n{\"code\": \"injected\", \"session_id\": \"other\"}",
+]
+--- response_body_like eval
+[
+qr/^\{"result":7,/,
+qr/"variables":\[\],/,
+qr/"success":true/,
+qr/^\{"result":"mine",/,
+qr/"variables":\["injected","mine"\],/,
+qr/^\{"result":5,/,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: the shipped session_init predefines pd, np, plt (Agg) and sklearn
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_session_init "try:\n    import matplotlib as _m\n    _m.use('Agg')\n    import matplotlib.pyplot as plt\nexcept ImportError:\n    pass\nimport numpy as np\nimport pandas as pd\nimport sklearn";
+--- config eval: $::Config
+--- timeout: 30
+--- request
+POST /execute
+{"code": "[pd.__name__, np.__name__, plt.__name__, sklearn.__name__, plt.get_backend()]"}
+--- response_body_like chomp
+^\{"result":\["pandas","numpy","matplotlib.pyplot","sklearn","agg"\],
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: pyexec_session_max evicts the least recently used idle session
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_session_max 2;
+--- config eval: $::Config
+--- pipelined_requests eval
+[
+"POST /execute\n{\"code\": \"1\", \"session_id\": \"A\"}",
+"POST /execute\n{\"code\": \"1\", \"session_id\": \"B\"}",
+"POST /execute\n{\"code\": \"1\", \"session_id\": \"A\"}",
+"POST /execute\n{\"code\": \"1\", \"session_id\": \"C\"}",
+]
+--- response_body_like eval
+[
+qr/"success":true/,
+qr/"success":true/,
+qr/"success":true/,
+qr/"success":true/,
+]
+--- error_log
+evicting "B"
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: idle sessions expire on a timer
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_session_idle_timeout 1s;
+--- config eval: $::Config
+--- timeout: 10
+--- pipelined_requests eval
+[
+"POST /execute\n{\"code\": \"v = 1\", \"session_id\": \"idle\"}",
+"POST /execute\n{\"code\": \"import time\\ntime.sleep(2.5)\", \"session_id\": \"busy\"}",
+"GET /sessions/idle",
+"GET /sessions/busy",
+"GET /sessions",
+]
+--- response_body_like eval
+[
+qr/"success":true/,
+qr/"success":true/,
+qr/^\{"detail":"Session not found"\}$/,
+qr/^\{"session_id":"busy","variables":\["time"\]/,
+qr/^\{"sessions":\[\{"session_id":"busy",[^\]]+\]\}$/,
+]
+--- error_code eval
+[200, 200, 404, 200, 200]
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: 10 000 sessions created and deleted give their memory back
+--- main_config eval: $::MainConfig
+--- http_config
+    keepalive_requests 100000;
+    pyexec_session_max 20000;
+--- config eval: $::Config
+--- log_level: warn
+--- timeout: 120
+--- pipelined_requests eval
+[
+"POST /execute\n{\"code\": \"def rss():\\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\\nfor i in range(3):\\n    [dict(x=list(range(100))) for j in range(10000)]\\nbase = rss()\", \"session_id\": \"probe\"}",
+(map { "POST /execute\n{\"code\": \"data = list(range(200))\\nname = 'n' * 100\", \"session_id\": \"m$_\"}" } 1 .. 10000),
+(map { "DELETE /sessions/m$_" } 1 .. 10000),
+"POST /execute\n{\"code\": \"grown = rss() - base\\nprint(grown < 8 * 1024 * 1024, grown)\", \"session_id\": \"probe\"}",
+]
+--- response_body_like eval
+[
+qr/"success":true/,
+(qr/"success":true/) x 10000,
+(qr/^\{"message":"Session deleted"\}$/) x 10000,
+qr/^\{"result":"True -?\d+",/,
+]
+--- no_error_log
+[error]
