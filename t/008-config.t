@@ -1,0 +1,93 @@
+# vim:set ft= ts=4 sw=4 et fdm=marker:
+# Bad directive values make nginx refuse the configuration, clearly.
+
+use Test::Nginx::Socket;
+
+repeat_each(1);
+
+plan tests => repeat_each() * (blocks() * 2);
+
+our $MainConfig = <<'_EOC_';
+thread_pool pyexec threads=1;
+_EOC_
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: pyexec_session_max 0
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_session_max 0;
+--- config
+    location = /execute { pyexec_execute; }
+--- must_die
+--- error_log
+"pyexec_session_max" directive must be positive
+
+
+
+=== TEST 2: pyexec_timeout that is not a time
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_timeout soon;
+--- config
+    location = /execute { pyexec_execute; }
+--- must_die
+--- error_log
+"pyexec_timeout" directive invalid value
+
+
+
+=== TEST 3: pyexec_timeout above pyexec_timeout_max
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_timeout 2h;
+    pyexec_timeout_max 1h;
+--- config
+    location = /execute { pyexec_execute; }
+--- must_die
+--- error_log
+"pyexec_timeout" 7200000 exceeds "pyexec_timeout_max" 3600000
+
+
+
+=== TEST 4: pyexec_execute takes no arguments
+--- main_config eval: $::MainConfig
+--- config
+    location = /execute { pyexec_execute now; }
+--- must_die
+--- error_log
+invalid number of arguments in "pyexec_execute" directive
+
+
+
+=== TEST 5: two handlers in one location
+--- main_config eval: $::MainConfig
+--- config
+    location = /execute { pyexec_execute; pyexec_health; }
+--- must_die
+--- error_log
+"pyexec_health" directive is duplicate
+
+
+
+=== TEST 6: pyexec_session_queue outside http
+--- main_config eval: $::MainConfig
+--- config
+    location = /execute { pyexec_execute; pyexec_session_queue 4; }
+--- must_die
+--- error_log
+"pyexec_session_queue" directive is not allowed here
+
+
+
+=== TEST 7: pyexec_output_max that is not a size
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_output_max lots;
+--- config
+    location = /execute { pyexec_execute; }
+--- must_die
+--- error_log
+"pyexec_output_max" directive invalid value

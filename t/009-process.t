@@ -1,0 +1,220 @@
+# vim:set ft= ts=4 sw=4 et fdm=marker:
+# The process model, end to end with a real master: a cell stuck in C code
+# recycles the worker (504, then 410 for the ids it minted), requests for a
+# session run in arrival order, a client that leaves mid-run loses nothing,
+# reload and quit during a run answer cleanly.
+#
+# Plain Test::More (not the block format): these flows need several
+# concurrent connections and values carried from one response to the next.
+
+use strict;
+use warnings;
+
+use Test::More tests => 27;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+use File::Path qw(make_path remove_tree);
+use Cwd qw(abs_path);
+
+my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+my $mod = $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
+my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 1;
+my $root = abs_path('.') . "/t/servroot-process";
+my $user = $> == 0 ? 'user root;' : '';
+
+remove_tree($root);
+make_path("$root/logs", "$root/conf");
+
+sub write_conf {
+    open my $out, '>', "$root/conf/nginx.conf" or die $!;
+    print $out <<"_EOC_";
+load_module $mod;
+worker_processes 1;
+daemon on;
+master_process on;
+error_log $root/logs/error.log info;
+pid $root/logs/nginx.pid;
+thread_pool pyexec threads=1;
+$user
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $root/body;
+    pyexec_kill_grace 500ms;
+    server {
+        listen 127.0.0.1:$port;
+        location = /execute { pyexec_execute; }
+        location = /status { pyexec_status; }
+        location /sessions/ { pyexec_sessions; }
+    }
+}
+_EOC_
+    close $out;
+}
+
+sub master_pid {
+    open my $in, '<', "$root/logs/nginx.pid" or return undef;
+    my $pid = <$in>;
+    return $pid && $pid =~ /(\d+)/ ? $1 : undef;
+}
+
+sub alive {
+    my ($pid) = @_;
+    return 0 unless $pid && kill(0, $pid);
+    open my $in, '<', "/proc/$pid/stat" or return 0;
+    return (<$in> // '') !~ /^\d+ \(.*\) [ZX] /;
+}
+
+sub request_raw {
+    my ($method, $uri, $body) = @_;
+    my $raw = "$method $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    $raw .= "Content-Length: " . length($body) . "\r\n" if defined $body;
+    return $raw . "\r\n" . ($body // '');
+}
+
+sub send_req {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 5) or return undef;
+    print $s request_raw(@_);
+    return $s;
+}
+
+sub read_resp {
+    my ($s, $timeout) = @_;
+    my $resp = '';
+    my $deadline = time + ($timeout || 10);
+    $s->blocking(0);
+    while (time < $deadline) {
+        my $n = sysread($s, my $buf, 65536);
+        if (defined $n) { last if $n == 0; $resp .= $buf; next; }
+        sleep 0.01;
+    }
+    close $s;
+    my ($code) = $resp =~ /^HTTP\/1\.1 (\d+)/;
+    my ($body) = $resp =~ /\r\n\r\n(.*)$/s;
+    return ($code // 0, $body // '');
+}
+
+sub http { my $s = send_req(@_) or return (0, ''); read_resp($s) }
+
+sub execute {
+    my ($code, $sid, $extra) = @_;
+    $code =~ s/\\/\\\\/g; $code =~ s/"/\\"/g; $code =~ s/\n/\\n/g;
+    my $body = "{\"code\": \"$code\"" . (defined $sid ? ", \"session_id\": \"$sid\"" : '')
+               . ($extra // '') . "}";
+    return http('POST', '/execute', $body);
+}
+
+sub worker_pid {
+    my ($code, $body) = http('GET', '/status');
+    return $body =~ /"pid":(\d+)/ ? $1 : 0;
+}
+
+sub start {
+    write_conf();
+    system("$bin -p $root/ -c $root/conf/nginx.conf -e $root/logs/error.log") == 0
+        or BAIL_OUT("nginx failed to start");
+    for (1 .. 200) { last if worker_pid(); sleep 0.025; }
+}
+
+sub log_text { open my $in, '<', "$root/logs/error.log" or return ''; local $/; <$in> }
+
+start();
+my $pid0 = worker_pid();
+ok($pid0, "worker up");
+
+# --- a cell stuck in C code: the worker is recycled -----------------------
+
+my ($code, $body) = execute("x = 5");
+my ($minted) = $body =~ /"session_id":"([0-9a-f-]{36})"/;
+ok($minted, "server minted a session id");
+
+my $t0 = time;
+($code, $body) = execute("sum(range(10**12))", $minted, ', "timeout": 0.5');
+my $took = time - $t0;
+is($code, 504, "a cell stuck in C gets 504 after the grace period");
+like($body, qr/^\{"detail":"execution could not be stopped; the worker is restarting and its sessions are lost"\}$/, "clear JSON error");
+ok($took > 0.9 && $took < 5, sprintf("answered after timeout + grace (%.2f s)", $took));
+
+my $pid1 = 0;
+for (1 .. 200) { $pid1 = worker_pid(); last if $pid1 && $pid1 != $pid0; sleep 0.025; }
+ok($pid1 && $pid1 != $pid0, "the master started a new worker ($pid0 -> $pid1)");
+
+($code, $body) = execute("x", $minted);
+is($code, 410, "a minted id of the old worker answers 410");
+is($body, '{"detail":"session lost: worker restarted"}', "410 says why");
+($code, $body) = http('GET', "/sessions/$minted");
+is($code, 410, "GET /sessions/{lost} is 410 too");
+
+($code, $body) = execute("x = 1\nx + 1", "client-chosen");
+is($code, 200, "a client-chosen id starts a new session");
+like($body, qr/^\{"result":2,/, "and runs");
+
+my $log = log_text();
+like($log, qr/\[alert\].*recycling the worker/, "the recycle is logged at alert");
+unlike($log, qr/\[emerg\]|signal 11|core dumped/, "no crash");
+
+# --- one session: arrival order, bounded queue ----------------------------
+
+($code, $body) = execute("order = []", "ord");
+my $first = send_req('POST', '/execute',
+    '{"code": "import time\ntime.sleep(0.3)\norder.append(0)", "session_id": "ord"}');
+sleep 0.05;
+my @socks;
+for my $i (1 .. 4) {
+    push @socks, send_req('POST', '/execute',
+        "{\"code\": \"order.append($i)\", \"session_id\": \"ord\"}");
+    sleep 0.02;
+}
+my ($c0) = read_resp($first);
+my @codes = map { (read_resp($_))[0] } @socks;
+is_deeply([$c0, @codes], [200, 200, 200, 200, 200], "all five answered");
+($code, $body) = execute("order", "ord");
+like($body, qr/^\{"result":\[0,1,2,3,4\],/, "requests for one session ran one at a time, in arrival order");
+
+# --- a client that leaves mid-run -------------------------------------------
+
+my $s = send_req('POST', '/execute',
+    '{"code": "import time\ntime.sleep(0.4)\ndone = 42", "session_id": "dc"}');
+sleep 0.1;
+close $s;
+($code, $body) = execute("done", "dc");
+like($body, qr/^\{"result":42,/, "the run finished after the client left; the session is consistent");
+is(worker_pid(), $pid1, "same worker, no crash");
+unlike(log_text(), qr/\[crit\]/, "no crit");
+
+# --- reload during a run ------------------------------------------------------
+
+$s = send_req('POST', '/execute',
+    '{"code": "import time\ntime.sleep(1)\nprint(\"survived reload\")", "session_id": "rl"}');
+sleep 0.2;
+kill 'HUP', master_pid();
+($code, $body) = read_resp($s, 10);
+is($code, 200, "a run in flight during reload is answered");
+like($body, qr/^\{"result":"survived reload",/, "by the old worker, completely");
+my $pid2 = 0;
+for (1 .. 200) { $pid2 = worker_pid(); last if $pid2 && $pid2 != $pid1; sleep 0.025; }
+ok($pid2 && $pid2 != $pid1, "reload replaced the worker");
+($code, $body) = execute("1 + 1");
+like($body, qr/^\{"result":2,/, "the new worker serves");
+
+# --- quit during a run -----------------------------------------------------------
+
+$s = send_req('POST', '/execute',
+    '{"code": "import time\ntime.sleep(1)\nprint(\"finished\")", "session_id": "q"}');
+sleep 0.2;
+my $mpid = master_pid();
+kill 'QUIT', $mpid;
+($code, $body) = read_resp($s, 10);
+is($code, 200, "a run in flight during graceful quit is answered");
+like($body, qr/^\{"result":"finished",/, "completely");
+for (1 .. 250) { last unless alive($mpid); sleep 0.02; }
+ok(!alive($mpid), "nginx exited after the run");
+$log = log_text();
+unlike($log, qr/signal 11|core dumped|\[emerg\]/, "no crash during reload and quit");
+is(() = $log =~ /recycling the worker/g, 1, "exactly one recycle in the whole run");
+
+END {
+    my $p = master_pid();
+    kill 'KILL', $p if $p && alive($p);
+}
