@@ -183,8 +183,10 @@ ngx_http_pyexec_task_recycle_worker(ngx_log_t *log)
 
     ngx_http_pyexec_proc.recycling = 1;
 
+    /* not the request's log: the connection is gone by then */
+
     ngx_http_pyexec_exit_event.handler = ngx_http_pyexec_task_exit;
-    ngx_http_pyexec_exit_event.log = log;
+    ngx_http_pyexec_exit_event.log = ngx_cycle->log;
     ngx_add_timer(&ngx_http_pyexec_exit_event, 50);
 }
 
