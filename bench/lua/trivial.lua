@@ -1,0 +1,7 @@
+-- POST /execute {"code": "1+1"} in one session
+dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "common.lua")
+wrk.method = "POST"
+wrk.path = "/execute"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"code":"1+1","session_id":"s1"}'
+done = pyexec_done
