@@ -362,6 +362,7 @@ static ngx_int_t
 ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t)
 {
     PyObject                   *res, *err;
+    const char                 *msg;
     ngx_http_pyexec_session_t  *s = t->session;
 
     if (s->ns) {
@@ -382,10 +383,14 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t)
     Py_INCREF((PyObject *) s->injected);
 
     if (err != Py_None) {
+        msg = PyUnicode_AsUTF8(err);
+        if (msg == NULL) {
+            PyErr_Clear();
+            msg = "?";
+        }
+
         ngx_log_error(NGX_LOG_WARN, t->log, 0,
-                      "pyexec_session_init failed: %s",
-                      PyUnicode_AsUTF8(err));
-        PyErr_Clear();
+                      "pyexec_session_init failed: %s", msg);
     }
 
     Py_DECREF(res);

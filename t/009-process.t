@@ -10,7 +10,7 @@
 use strict;
 use warnings;
 
-use Test::More tests => 27;
+use Test::More tests => 31;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use File::Path qw(make_path remove_tree);
@@ -26,10 +26,11 @@ remove_tree($root);
 make_path("$root/logs", "$root/conf");
 
 sub write_conf {
+    my ($workers) = @_;
     open my $out, '>', "$root/conf/nginx.conf" or die $!;
     print $out <<"_EOC_";
 load_module $mod;
-worker_processes 1;
+worker_processes $workers;
 daemon on;
 master_process on;
 error_log $root/logs/error.log info;
@@ -110,8 +111,27 @@ sub worker_pid {
     return $body =~ /"pid":(\d+)/ ? $1 : 0;
 }
 
+sub children {
+    my $m = master_pid() or return ();
+    my @kids;
+    for my $st (glob "/proc/[0-9]*/stat") {
+        open my $in, '<', $st or next;
+        my $line = <$in> // '';
+        push @kids, $1 if $line =~ /^(\d+) \(.*\) [RSDT] (\d+) / && $2 == $m;
+    }
+    return sort { $a <=> $b } @kids;
+}
+
+sub stop {
+    my $m = master_pid() or return;
+    kill 'QUIT', $m;
+    for (1 .. 250) { last unless alive($m); sleep 0.02; }
+}
+
 sub start {
-    write_conf();
+    my ($workers) = @_;
+    write_conf($workers // 1);
+    unlink "$root/logs/error.log";
     system("$bin -p $root/ -c $root/conf/nginx.conf -e $root/logs/error.log") == 0
         or BAIL_OUT("nginx failed to start");
     for (1 .. 200) { last if worker_pid(); sleep 0.025; }
@@ -119,13 +139,33 @@ sub start {
 
 sub log_text { open my $in, '<', "$root/logs/error.log" or return ''; local $/; <$in> }
 
-start();
+# --- two workers: a stuck cell recycles its own worker only -----------------
+
+start(2);
+my @before = children();
+is(scalar @before, 2, "two workers");
+my ($code, $body) = execute("sum(range(10**12))", undef, ', "timeout": 0.5');
+is($code, 504, "a cell stuck in C gets 504");
+my @after;
+for (1 .. 200) {
+    @after = children();
+    last if @after == 2 && "@after" ne "@before";
+    sleep 0.025;
+}
+my %was = map { $_ => 1 } @before;
+is(scalar(grep { $was{$_} } @after), 1, "one worker replaced (@before -> @after)");
+is(scalar(grep { !$was{$_} } @after), 1, "the other worker untouched, its sessions kept");
+stop();
+
+# --- one worker from here on -------------------------------------------------
+
+start(1);
 my $pid0 = worker_pid();
 ok($pid0, "worker up");
 
 # --- a cell stuck in C code: the worker is recycled -----------------------
 
-my ($code, $body) = execute("x = 5");
+($code, $body) = execute("x = 5");
 my ($minted) = $body =~ /"session_id":"([0-9a-f-]{36})"/;
 ok($minted, "server minted a session id");
 
