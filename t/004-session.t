@@ -6,7 +6,7 @@ use Test::Nginx::Socket;
 
 repeat_each(1);
 
-plan tests => repeat_each() * (5 * 3 + 1 + 3 * (6 + 6 + 5 + 20002) + 4 * 4);
+plan tests => repeat_each() * (5 * 3 + 1 + 3 * (6 + 6 + 6 + 5 + 20002));
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -159,6 +159,8 @@ POST /execute
 "POST /execute\n{\"code\": \"1\", \"session_id\": \"B\"}",
 "POST /execute\n{\"code\": \"1\", \"session_id\": \"A\"}",
 "POST /execute\n{\"code\": \"1\", \"session_id\": \"C\"}",
+"GET /sessions/B",
+"GET /sessions/A",
 ]
 --- response_body_like eval
 [
@@ -166,9 +168,11 @@ qr/"success":true/,
 qr/"success":true/,
 qr/"success":true/,
 qr/"success":true/,
+qr/^\{"detail":"Session not found"\}$/,
+qr/^\{"session_id":"A",/,
 ]
---- error_log
-evicting "B"
+--- error_code eval
+[200, 200, 200, 200, 404, 200]
 --- no_error_log
 [error]
 

@@ -30,6 +30,10 @@ my %Opt = (
 );
 
 my @EnvToNginx;
+
+# Like Test::Nginx, each log check sees only what was written since the
+# last one: in a pipelined block the first response's check consumes it all.
+my $LogPos = 0;
 my $Binary = $ENV{TEST_NGINX_BINARY} || 'nginx';
 my $Port = $ENV{TEST_NGINX_PORT} || 1984;
 my $ServRoot = $ENV{TEST_NGINX_SERVROOT}
@@ -183,6 +187,7 @@ sub start_nginx {
     for (1 .. 100) { last unless port_open(); sleep 0.05; }
 
     truncate(err_log(), 0) if -f err_log();
+    $LogPos = 0;
 
     my $cmd = "$Binary -e $ServRoot/logs/error.log -p $ServRoot/ -c $ServRoot/conf/nginx.conf"
               . " 2>$ServRoot/logs/stderr.log";
@@ -316,10 +321,13 @@ sub parse_response {
     return ($status, \%h, $body);
 }
 
+
 sub log_text {
     open my $in, '<', err_log() or return '';
+    seek $in, $LogPos, 0;
     local $/;
     my $t = <$in> // '';
+    $LogPos = tell $in;
     close $in;
     return $t;
 }
@@ -410,12 +418,11 @@ sub run_block {
         $resp //= '';
 
         sleep 0.05;
-        my $log = log_text();
 
         for my $j (0 .. $#reqs) {
             my ($st, $h, $body) = parse_response(\$resp);
             check_response($block, $name, $j, $st, $h, $body);
-            check_log($block, $name, undef, $log);
+            check_log($block, $name, undef, log_text());
         }
         return;
     }
