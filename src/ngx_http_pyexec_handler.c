@@ -11,6 +11,7 @@
 #include "ngx_http_pyexec_common.h"
 
 
+static ngx_int_t ngx_http_pyexec_get_only(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_health(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_status(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_sessions(ngx_http_request_t *r);
@@ -79,8 +80,10 @@ ngx_http_pyexec_handler(ngx_http_request_t *r)
 }
 
 
+/* GET/HEAD only, body discarded: NGX_DECLINED to go on, else a final rc */
+
 static ngx_int_t
-ngx_http_pyexec_health(ngx_http_request_t *r)
+ngx_http_pyexec_get_only(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
 
@@ -92,6 +95,20 @@ ngx_http_pyexec_health(ngx_http_request_t *r)
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
                                       "Method Not Allowed");
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_health(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_pyexec_get_only(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     return ngx_http_pyexec_send(r, NGX_HTTP_OK, &ngx_http_pyexec_healthy);
@@ -106,14 +123,9 @@ ngx_http_pyexec_status(ngx_http_request_t *r)
     ngx_int_t    rc;
     const char  *v;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
+    rc = ngx_http_pyexec_get_only(r);
+    if (rc != NGX_DECLINED) {
         return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
-                                      "Method Not Allowed");
     }
 
     g = ngx_http_pyexec_json_gen();
