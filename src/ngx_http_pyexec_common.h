@@ -113,7 +113,6 @@ typedef struct {
     volatile ngx_uint_t          finished;
     yajl_gen                     gen;         /* response JSON */
     ngx_int_t                    status;
-    unsigned                     timed_out:1;
 
     /* event loop only */
     ngx_event_t                  timer;
@@ -145,7 +144,6 @@ typedef struct {
     time_t                       started;
     ngx_uint_t                   seq;
     uint64_t                     executions;
-    uint64_t                     errors;
     uint64_t                     timeouts;
     uint32_t                     incarnation;
     unsigned                     ready:1;

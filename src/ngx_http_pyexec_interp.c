@@ -478,7 +478,7 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     double       ms;
     yajl_gen     vg;
     PyObject    *text, *value, *repr, *error, *tb, *item;
-    ngx_int_t    has_value, ok, timed_out;
+    ngx_int_t    has_value, ok;
     Py_ssize_t   i, n;
     const unsigned char  *vbuf;
 
@@ -493,11 +493,6 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     error = PyTuple_GET_ITEM(res, 7);
     tb = PyTuple_GET_ITEM(res, 8);
 
-    timed_out = (PyTuple_GET_ITEM(res, 6) != Py_None
-                 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(res, 6),
-                                                     "TimeoutError") == 0
-                 && t->seq == (ngx_uint_t) ngx_http_pyexec_kill_seq);
-    t->timed_out = timed_out;
 
     yajl_gen_map_open(g);
 
