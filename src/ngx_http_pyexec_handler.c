@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_pyexec_send_gen(ngx_http_request_t *r,
     ngx_uint_t status, yajl_gen g);
 static ngx_int_t ngx_http_pyexec_detail(ngx_http_request_t *r,
     ngx_uint_t status, const char *detail);
+static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
 static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static size_t ngx_http_pyexec_rss(void);
 
@@ -284,9 +286,7 @@ ngx_http_pyexec_session_new(ngx_http_request_t *r)
 
     s = ngx_http_pyexec_session_create(id, sizeof(id), r->connection->log);
     if (s == NULL) {
-        return ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "session limit reached and no "
-                                      "session is idle");
+        return ngx_http_pyexec_full(r);
     }
 
     g = ngx_http_pyexec_json_gen();
@@ -306,8 +306,7 @@ static ngx_int_t
 ngx_http_pyexec_session_missing(ngx_http_request_t *r, ngx_str_t *id)
 {
     if (ngx_http_pyexec_session_lost(id->data, id->len)) {
-        return ngx_http_pyexec_detail(r, NGX_HTTP_GONE,
-                                      "session lost: worker restarted");
+        return ngx_http_pyexec_gone(r);
     }
 
     return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_FOUND,
@@ -453,19 +452,14 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
 
     if (s == NULL) {
         if (ngx_http_pyexec_session_lost(sid.data, sid.len)) {
-            ngx_http_pyexec_finalize(r,
-                ngx_http_pyexec_detail(r, NGX_HTTP_GONE,
-                                       "session lost: worker restarted"));
+            ngx_http_pyexec_finalize(r, ngx_http_pyexec_gone(r));
             return;
         }
 
         s = ngx_http_pyexec_session_create(sid.data, sid.len,
                                            r->connection->log);
         if (s == NULL) {
-            ngx_http_pyexec_finalize(r,
-                ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "session limit reached and no "
-                                       "session is idle"));
+            ngx_http_pyexec_finalize(r, ngx_http_pyexec_full(r));
             return;
         }
     }
@@ -689,6 +683,27 @@ ngx_http_pyexec_detail(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_http_pyexec_send(r, status, &body);
+}
+
+
+/* a session id minted by an earlier incarnation of this worker */
+
+static ngx_int_t
+ngx_http_pyexec_gone(ngx_http_request_t *r)
+{
+    return ngx_http_pyexec_detail(r, NGX_HTTP_GONE,
+                                  "session lost: worker restarted");
+}
+
+
+/* pyexec_session_max reached and every session has work queued */
+
+static ngx_int_t
+ngx_http_pyexec_full(ngx_http_request_t *r)
+{
+    return ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "session limit reached and no "
+                                  "session is idle");
 }
 
 

@@ -320,17 +320,15 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
 {
     ngx_http_pyexec_session_t  *s;
 
-    if (ngx_http_pyexec_tstate == NULL || ngx_http_pyexec_run == NULL
-        || !pthread_equal(pthread_self(), ngx_http_pyexec_thread))
-    {
-        if (ngx_http_pyexec_tstate != NULL
-            && !pthread_equal(pthread_self(), ngx_http_pyexec_thread))
-        {
-            ngx_log_error(NGX_LOG_ALERT, t->log, 0,
-                          "pyexec: task ran outside the interpreter thread; "
-                          "the pyexec thread pool must have threads=1");
-        }
+    if (ngx_http_pyexec_tstate == NULL || ngx_http_pyexec_run == NULL) {
+        t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;   /* failed to start */
+        return;
+    }
 
+    if (!pthread_equal(pthread_self(), ngx_http_pyexec_thread)) {
+        ngx_log_error(NGX_LOG_ALERT, t->log, 0,
+                      "pyexec: task ran outside the interpreter thread; "
+                      "the pyexec thread pool must have threads=1");
         t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return;
     }
