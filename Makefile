@@ -9,6 +9,7 @@
 PORT      ?= 8123
 BUILD     ?= $(CURDIR)/build
 DATA_DIR  ?= $(BUILD)/data
+SOCK_DIR  ?= $(BUILD)/run/sock
 NGX_SRC   ?= /usr/share/nginx/src
 NGINX     ?= /usr/sbin/nginx
 MODULE    := $(BUILD)/ngx_http_pyexec_module.so
@@ -52,13 +53,15 @@ $(MODULE): $(BUILD)/Makefile src/ngx_http_pyexec_bootstrap.h $(SRCS)
 	$(MAKE) -s -f $(BUILD)/Makefile -C $(NGX_SRC) modules
 	@touch $@
 
-# the repo's nginx.conf, with PORT and DATA_DIR put in
+# the repo's nginx.conf, with PORT, DATA_DIR and SOCK_DIR put in; the
+# workers (nobody, when started as root) bind their sockets in SOCK_DIR
 $(BUILD)/nginx.conf: nginx.conf FORCE
-	@mkdir -p $(BUILD)/logs $(BUILD)/run $(DATA_DIR)
+	@mkdir -p $(BUILD)/logs $(BUILD)/run $(DATA_DIR) $(SOCK_DIR)
 	@sed -e 's/127\.0\.0\.1:8123/127.0.0.1:$(PORT)/' \
+	     -e 's#/run/pyexec/#$(SOCK_DIR)/#g' \
 	     -e 's#^\(    pyexec_data_dir\) .*;#\1 $(DATA_DIR);#' $< > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
-	@[ "$$(id -u)" != 0 ] || chown nobody:nogroup $(DATA_DIR) 2>/dev/null || true
+	@[ "$$(id -u)" != 0 ] || chown nobody:nogroup $(DATA_DIR) $(SOCK_DIR) 2>/dev/null || true
 
 FORCE:
 

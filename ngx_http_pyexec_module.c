@@ -10,12 +10,15 @@
 #include "ngx_http_pyexec_common.h"
 
 
+static ngx_int_t ngx_http_pyexec_preconfiguration(ngx_conf_t *cf);
 static void *ngx_http_pyexec_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_pyexec_set_gather(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pyexec_check_positive(ngx_conf_t *cf, void *post,
     void *data);
@@ -57,6 +60,27 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_HTTP_PYEXEC_HANDLER_SESSIONS,
+      NULL },
+
+    { ngx_string("pyexec_sessions_gather"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_pyexec_set_gather,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_HANDLER_GATHER,
+      NULL },
+
+    { ngx_string("pyexec_worker_socket"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, worker_socket),
+      NULL },
+
+    { ngx_string("pyexec_session_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_secret),
       NULL },
 
     { ngx_string("pyexec_thread_pool"),
@@ -141,7 +165,7 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_pyexec_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_pyexec_preconfiguration,      /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
     ngx_http_pyexec_create_main_conf,      /* create main configuration */
@@ -171,6 +195,13 @@ ngx_module_t  ngx_http_pyexec_module = {
 };
 
 
+static ngx_int_t
+ngx_http_pyexec_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_pyexec_route_add_variables(cf);
+}
+
+
 static void *
 ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
 {
@@ -188,6 +219,8 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
      *     pmcf->thread_pool = NULL;
      *     pmcf->session_init = { 0, NULL };
      *     pmcf->data_dir = { 0, NULL };
+     *     pmcf->worker_socket = { 0, NULL };
+     *     pmcf->session_secret = { 0, NULL };
      */
 
     pmcf->session_max = NGX_CONF_UNSET_UINT;
@@ -237,7 +270,7 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (pmcf->data_dir.len
-        && ngx_conf_full_name(cf->cycle, &pmcf->data_dir, 1) != NGX_OK)
+        && ngx_conf_full_name(cf->cycle, &pmcf->data_dir, 0) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -265,6 +298,7 @@ ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     plcf->kind = 0;
+     *     plcf->gather = NULL;
      */
 
     return plcf;
@@ -301,6 +335,45 @@ ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
+ngx_http_pyexec_set_gather(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyexec_loc_conf_t *plcf = conf;
+
+    ngx_str_t   *value, *uri;
+    ngx_uint_t   i;
+
+    if (ngx_http_pyexec_set_handler(cf, cmd, conf) != NGX_CONF_OK) {
+        return "is duplicate";
+    }
+
+    plcf->gather = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                    sizeof(ngx_str_t));
+    if (plcf->gather == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0 || value[i].data[0] != '/') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" is not a URI of a location", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        uri = ngx_array_push(plcf->gather);
+        if (uri == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *uri = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
 ngx_http_pyexec_check_positive(ngx_conf_t *cf, void *post, void *data)
 {
     ngx_uint_t  *np = data;
@@ -316,9 +389,17 @@ ngx_http_pyexec_check_positive(ngx_conf_t *cf, void *post, void *data)
 static ngx_int_t
 ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
 {
-    /* the master keeps one secret across reloads and worker respawns */
+    ngx_str_t                     none = ngx_null_string;
+    ngx_http_pyexec_main_conf_t  *pmcf;
 
-    ngx_http_pyexec_session_set_secret();
+    /*
+     * the master keeps one secret across reloads and worker respawns;
+     * pyexec_session_secret shares one between hosts
+     */
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pyexec_module);
+
+    ngx_http_pyexec_session_set_secret(pmcf ? &pmcf->session_secret : &none);
 
     return NGX_OK;
 }
@@ -351,6 +432,13 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
     ngx_http_pyexec_proc.pmcf = pmcf;
     ngx_http_pyexec_proc.log = cycle->log;
 
+    if (pmcf->worker_socket.len
+        && ngx_http_pyexec_socket_init_process(cycle, &pmcf->worker_socket)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_pyexec_session_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -368,5 +456,6 @@ ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
      * and the process is going away anyway.
      */
 
+    ngx_http_pyexec_socket_exit_process();
     ngx_http_pyexec_session_exit_process();
 }

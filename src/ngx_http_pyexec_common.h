@@ -49,7 +49,8 @@ typedef enum {
     NGX_HTTP_PYEXEC_HANDLER_EXECUTE = 1,
     NGX_HTTP_PYEXEC_HANDLER_HEALTH,
     NGX_HTTP_PYEXEC_HANDLER_STATUS,
-    NGX_HTTP_PYEXEC_HANDLER_SESSIONS
+    NGX_HTTP_PYEXEC_HANDLER_SESSIONS,
+    NGX_HTTP_PYEXEC_HANDLER_GATHER
 } ngx_http_pyexec_handler_e;
 
 
@@ -66,11 +67,14 @@ typedef struct {
     ngx_msec_t                   timeout_max;
     ngx_msec_t                   kill_grace;
     ngx_uint_t                   json_max_depth;
+    ngx_str_t                    worker_socket;
+    ngx_str_t                    session_secret;
 } ngx_http_pyexec_main_conf_t;
 
 
 typedef struct {
     ngx_uint_t                   kind;
+    ngx_array_t                 *gather;      /* of ngx_str_t: URIs */
 } ngx_http_pyexec_loc_conf_t;
 
 
@@ -145,7 +149,7 @@ typedef struct {
     ngx_uint_t                   seq;
     uint64_t                     executions;
     uint64_t                     timeouts;
-    uint32_t                     incarnation;
+    uint64_t                     started_ms;
     unsigned                     ready:1;
     unsigned                     failed:1;
     unsigned                     recycling:1;
@@ -159,6 +163,28 @@ extern ngx_http_pyexec_proc_t  ngx_http_pyexec_proc;
 /* handler.c */
 ngx_int_t ngx_http_pyexec_handler(ngx_http_request_t *r);
 void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
+ngx_int_t ngx_http_pyexec_body(ngx_http_request_t *r, ngx_str_t *body);
+ngx_int_t ngx_http_pyexec_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    yajl_gen g);
+ngx_int_t ngx_http_pyexec_method_not_allowed(ngx_http_request_t *r);
+
+/* route.c */
+ngx_int_t ngx_http_pyexec_route_add_variables(ngx_conf_t *cf);
+ngx_str_t *ngx_http_pyexec_route_worker(void);
+ngx_int_t ngx_http_pyexec_route_worker_header(ngx_http_request_t *r);
+ngx_table_elt_t *ngx_http_pyexec_route_header(ngx_http_request_t *r,
+    ngx_str_t *name);
+ngx_int_t ngx_http_pyexec_route_header_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
+    ngx_str_t *id);
+ngx_int_t ngx_http_pyexec_gather(ngx_http_request_t *r);
+
+/* socket.c */
+ngx_int_t ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle,
+    ngx_str_t *tmpl);
+void ngx_http_pyexec_socket_exit_process(void);
 
 /* json.c */
 ngx_int_t ngx_http_pyexec_json_parse_request(ngx_pool_t *pool,
@@ -173,6 +199,8 @@ void ngx_http_pyexec_json_kv(yajl_gen g, const char *key, u_char *val,
 ngx_int_t ngx_http_pyexec_json_detail(ngx_pool_t *pool, const char *detail,
     ngx_str_t *out);
 ngx_int_t ngx_http_pyexec_json_iso8601(yajl_gen g, time_t t);
+ngx_int_t ngx_http_pyexec_json_copy_array(yajl_gen g, u_char *buf,
+    size_t len, const char *key, ngx_uint_t max_depth);
 
 /* session.c */
 ngx_int_t ngx_http_pyexec_session_init_process(ngx_cycle_t *cycle);
@@ -186,7 +214,7 @@ void ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_touch(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_mint(u_char *out);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
-void ngx_http_pyexec_session_set_secret(void);
+void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
 
 /* task.c */
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);

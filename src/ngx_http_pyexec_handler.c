@@ -17,21 +17,21 @@ static ngx_int_t ngx_http_pyexec_status(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_sessions(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_session_list(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_session_new(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
+    ngx_http_pyexec_request_t *req, u_char *minted, ngx_str_t *id);
+static ngx_int_t ngx_http_pyexec_bad_header_id(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_session_info(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_session_delete(ngx_http_request_t *r,
     ngx_str_t *id);
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_pyexec_collect_body(ngx_http_request_t *r,
-    ngx_str_t *body);
 static ngx_int_t ngx_http_pyexec_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);
-static ngx_int_t ngx_http_pyexec_send_gen(ngx_http_request_t *r,
-    ngx_uint_t status, yajl_gen g);
 static ngx_int_t ngx_http_pyexec_detail(ngx_http_request_t *r,
     ngx_uint_t status, const char *detail);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyexec_no_interpreter(ngx_http_request_t *r);
 static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static size_t ngx_http_pyexec_rss(void);
 
@@ -58,6 +58,9 @@ ngx_http_pyexec_handler(ngx_http_request_t *r)
     case NGX_HTTP_PYEXEC_HANDLER_SESSIONS:
         return ngx_http_pyexec_sessions(r);
 
+    case NGX_HTTP_PYEXEC_HANDLER_GATHER:
+        return ngx_http_pyexec_gather(r);
+
     default: /* NGX_HTTP_PYEXEC_HANDLER_EXECUTE */
         break;
     }
@@ -68,8 +71,7 @@ ngx_http_pyexec_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
-                                      "Method Not Allowed");
+        return ngx_http_pyexec_method_not_allowed(r);
     }
 
     rc = ngx_http_read_client_request_body(r, ngx_http_pyexec_execute_body);
@@ -95,8 +97,7 @@ ngx_http_pyexec_get_only(ngx_http_request_t *r)
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
-                                      "Method Not Allowed");
+        return ngx_http_pyexec_method_not_allowed(r);
     }
 
     return NGX_DECLINED;
@@ -159,14 +160,14 @@ ngx_http_pyexec_status(ngx_http_request_t *r)
     yajl_gen_integer(g, ngx_http_pyexec_rss());
     yajl_gen_map_close(g);
 
-    return ngx_http_pyexec_send_gen(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
 }
 
 
 static ngx_int_t
 ngx_http_pyexec_sessions(ngx_http_request_t *r)
 {
-    u_char                    *p, *last, *dst;
+    u_char                    *p, *last;
     ngx_str_t                  id;
     ngx_int_t                  rc;
     ngx_http_core_loc_conf_t  *clcf;
@@ -209,18 +210,12 @@ ngx_http_pyexec_sessions(ngx_http_request_t *r)
             return ngx_http_pyexec_session_new(r);
         }
 
-        return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
-                                      "Method Not Allowed");
+        return ngx_http_pyexec_method_not_allowed(r);
     }
 
-    dst = ngx_pnalloc(r->pool, last - p);
-    if (dst == NULL) {
+    if (ngx_http_pyexec_path_id(r->pool, p, last, &id) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    id.data = dst;
-    ngx_unescape_uri(&dst, &p, last - p, 0);
-    id.len = dst - id.data;
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
         return ngx_http_pyexec_session_info(r, &id);
@@ -230,8 +225,7 @@ ngx_http_pyexec_sessions(ngx_http_request_t *r)
         return ngx_http_pyexec_session_delete(r, &id);
     }
 
-    return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
-                                  "Method Not Allowed");
+    return ngx_http_pyexec_method_not_allowed(r);
 }
 
 
@@ -271,22 +265,32 @@ ngx_http_pyexec_session_list(ngx_http_request_t *r)
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
 
-    return ngx_http_pyexec_send_gen(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
 }
 
 
 static ngx_int_t
 ngx_http_pyexec_session_new(ngx_http_request_t *r)
 {
-    u_char                      id[NGX_HTTP_PYEXEC_UUID_LEN];
+    u_char                      minted[NGX_HTTP_PYEXEC_UUID_LEN];
     yajl_gen                    g;
+    ngx_str_t                   id;
     ngx_http_pyexec_session_t  *s;
 
-    ngx_http_pyexec_session_mint(id);
+    /* a front passes the id it routed on; so may a client */
 
-    s = ngx_http_pyexec_session_create(id, sizeof(id), r->connection->log);
+    if (ngx_http_pyexec_resolve_id(r, NULL, minted, &id) != NGX_OK) {
+        return ngx_http_pyexec_bad_header_id(r);
+    }
+
+    s = ngx_http_pyexec_session_find(id.data, id.len);
+
     if (s == NULL) {
-        return ngx_http_pyexec_full(r);
+        s = ngx_http_pyexec_session_create(id.data, id.len,
+                                           r->connection->log);
+        if (s == NULL) {
+            return ngx_http_pyexec_full(r);
+        }
     }
 
     g = ngx_http_pyexec_json_gen();
@@ -298,7 +302,57 @@ ngx_http_pyexec_session_new(ngx_http_request_t *r)
     ngx_http_pyexec_json_kv(g, "session_id", s->id, s->id_len);
     yajl_gen_map_close(g);
 
-    return ngx_http_pyexec_send_gen(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
+}
+
+
+/*
+ * The session id of an execute or a POST /sessions: the body's, else the
+ * X-Session-Id header's (a front passes the id it routed on there), else a
+ * new one.  NGX_OK, or NGX_DECLINED for a header id that is too long.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
+    ngx_http_pyexec_request_t *req, u_char *minted, ngx_str_t *id)
+{
+    ngx_int_t  rc;
+
+    if (req && req->has_session_id && req->session_id.len) {
+        *id = req->session_id;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_pyexec_route_header_id(r, id);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_pyexec_session_mint(minted);
+    id->data = minted;
+    id->len = NGX_HTTP_PYEXEC_UUID_LEN;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_bad_header_id(ngx_http_request_t *r)
+{
+    ngx_str_t  err = ngx_string(
+        "{\"detail\":[{\"loc\":[\"header\",\"x-session-id\"],"
+        "\"msg\":\"ensure this value has at most 256 characters\","
+        "\"type\":\"value_error.any_str.max_length\"}]}");
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "pyexec: X-Session-Id header is too long");
+
+    return ngx_http_pyexec_send(r, NGX_HTTP_UNPROCESSABLE_ENTITY, &err);
 }
 
 
@@ -344,7 +398,7 @@ ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
         (void) ngx_http_pyexec_json_iso8601(g, s->created_at);
         yajl_gen_map_close(g);
 
-        return ngx_http_pyexec_send_gen(r, NGX_HTTP_OK, g);
+        return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
     }
 
     t = ngx_http_pyexec_task_alloc(r->pool);
@@ -392,7 +446,7 @@ ngx_http_pyexec_session_delete(ngx_http_request_t *r, ngx_str_t *id)
     ngx_http_pyexec_json_kv(g, "message", (u_char *) "Session deleted", 15);
     yajl_gen_map_close(g);
 
-    return ngx_http_pyexec_send_gen(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
 }
 
 
@@ -410,13 +464,11 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
 
     if (ngx_http_pyexec_proc.failed) {
-        ngx_http_pyexec_finalize(r,
-            ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   "the Python interpreter failed to start"));
+        ngx_http_pyexec_finalize(r, ngx_http_pyexec_no_interpreter(r));
         return;
     }
 
-    if (ngx_http_pyexec_collect_body(r, &body) != NGX_OK) {
+    if (ngx_http_pyexec_body(r, &body) != NGX_OK) {
         ngx_http_pyexec_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -439,19 +491,17 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
         return;
     }
 
-    if (req.has_session_id && req.session_id.len) {
-        sid = req.session_id;
-
-    } else {
-        ngx_http_pyexec_session_mint(minted);
-        sid.data = minted;
-        sid.len = sizeof(minted);
+    if (ngx_http_pyexec_resolve_id(r, &req, minted, &sid) != NGX_OK) {
+        ngx_http_pyexec_finalize(r, ngx_http_pyexec_bad_header_id(r));
+        return;
     }
 
     s = ngx_http_pyexec_session_find(sid.data, sid.len);
 
     if (s == NULL) {
-        if (ngx_http_pyexec_session_lost(sid.data, sid.len)) {
+        if (sid.data != minted && !ngx_http_pyexec_route_is_new(r)
+            && ngx_http_pyexec_session_lost(sid.data, sid.len))
+        {
             ngx_http_pyexec_finalize(r, ngx_http_pyexec_gone(r));
             return;
         }
@@ -544,7 +594,10 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
                                     "are lost");
 
     } else if (g) {
-        rc = ngx_http_pyexec_send_gen(r, t->status, g);
+        rc = ngx_http_pyexec_send_json(r, t->status, g);
+
+    } else if (t->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        rc = ngx_http_pyexec_no_interpreter(r);
 
     } else {
         rc = ngx_http_pyexec_detail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -557,8 +610,8 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_collect_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_int_t
+ngx_http_pyexec_body(ngx_http_request_t *r, ngx_str_t *body)
 {
     u_char       *p;
     off_t         len;
@@ -628,6 +681,10 @@ ngx_http_pyexec_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
+    if (ngx_http_pyexec_route_worker_header(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (body->len == 0) {
         r->header_only = 1;
     }
@@ -656,8 +713,8 @@ ngx_http_pyexec_send(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_send_gen(ngx_http_request_t *r, ngx_uint_t status,
+ngx_int_t
+ngx_http_pyexec_send_json(ngx_http_request_t *r, ngx_uint_t status,
     yajl_gen g)
 {
     ngx_str_t  body;
@@ -686,13 +743,29 @@ ngx_http_pyexec_detail(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-/* a session id minted by an earlier incarnation of this worker */
+ngx_int_t
+ngx_http_pyexec_method_not_allowed(ngx_http_request_t *r)
+{
+    return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
+                                  "Method Not Allowed");
+}
+
+
+/* a session id minted before this worker started: its session died */
 
 static ngx_int_t
 ngx_http_pyexec_gone(ngx_http_request_t *r)
 {
     return ngx_http_pyexec_detail(r, NGX_HTTP_GONE,
                                   "session lost: worker restarted");
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_no_interpreter(ngx_http_request_t *r)
+{
+    return ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "the Python interpreter failed to start");
 }
 
 

@@ -320,8 +320,8 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
 {
     ngx_http_pyexec_session_t  *s;
 
-    if (ngx_http_pyexec_tstate == NULL || ngx_http_pyexec_run == NULL) {
-        t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;   /* failed to start */
+    if (ngx_http_pyexec_proc.failed || ngx_http_pyexec_tstate == NULL) {
+        t->status = NGX_HTTP_SERVICE_UNAVAILABLE;     /* failed to start */
         return;
     }
 

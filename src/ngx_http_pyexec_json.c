@@ -610,3 +610,242 @@ ngx_http_pyexec_json_iso8601(yajl_gen g, time_t t)
     return yajl_gen_string(g, buf, p - buf) == yajl_gen_status_ok
            ? NGX_OK : NGX_ERROR;
 }
+
+
+/*
+ * Copying the elements of one top-level array ({"<key>": [ ... ]}) of a
+ * worker's answer into another generator: GET /sessions behind a front.
+ * The answer is checked as any input is (depth, syntax); nothing is
+ * emitted unless the whole document parses.
+ */
+
+typedef struct {
+    yajl_gen                     g;
+    const char                  *key;
+    ngx_uint_t                   depth;
+    ngx_uint_t                   max_depth;
+    unsigned                     in_key:1;
+    unsigned                     copying:1;
+    unsigned                     found:1;
+} ngx_http_pyexec_copy_ctx_t;
+
+
+#define ngx_http_pyexec_copying(ctx)                                          \
+    ((ctx)->g && (ctx)->copying && (ctx)->depth >= 2)
+
+
+static int
+ngx_http_pyexec_copy_null(void *data)
+{
+    ngx_http_pyexec_copy_ctx_t  *ctx = data;
+
+    if (ngx_http_pyexec_copying(ctx)) {
+        yajl_gen_null(ctx->g);
+    }
+
+    ctx->in_key = 0;
+
+    return 1;
+}
+
+
+static int
+ngx_http_pyexec_copy_boolean(void *data, int v)
+{
+    ngx_http_pyexec_copy_ctx_t  *ctx = data;
+
+    if (ngx_http_pyexec_copying(ctx)) {
+        yajl_gen_bool(ctx->g, v);
+    }
+
+    ctx->in_key = 0;
+
+    return 1;
+}
+
+
+static int
+ngx_http_pyexec_copy_number(void *data, const char *s, size_t len)
+{
+    ngx_http_pyexec_copy_ctx_t  *ctx = data;
+
+    if (ngx_http_pyexec_copying(ctx)) {
+        yajl_gen_number(ctx->g, s, len);
+    }
+
+    ctx->in_key = 0;
+
+    return 1;
+}
+
+
+static int
+ngx_http_pyexec_copy_string(void *data, const unsigned char *s, size_t len)
+{
+    ngx_http_pyexec_copy_ctx_t  *ctx = data;
+
+    if (ngx_http_pyexec_copying(ctx)) {
+        yajl_gen_string(ctx->g, s, len);
+    }
+
+    ctx->in_key = 0;
+
+    return 1;
+}
+
+
+static int
+ngx_http_pyexec_copy_key(void *data, const unsigned char *s, size_t len)
+{
+    ngx_http_pyexec_copy_ctx_t  *ctx = data;
+
+    if (ngx_http_pyexec_copying(ctx)) {
+        yajl_gen_string(ctx->g, s, len);
+    }
+
+    ctx->in_key = (ctx->depth == 1 && !ctx->found
+                   && len == ngx_strlen(ctx->key)
+                   && ngx_strncmp(s, ctx->key, len) == 0);
+
+    return 1;
+}
+
+
+static int
+ngx_http_pyexec_copy_open(ngx_http_pyexec_copy_ctx_t *ctx, ngx_uint_t map)
+{
+    if (ngx_http_pyexec_copying(ctx)) {
+        if (map) {
+            yajl_gen_map_open(ctx->g);
+
+        } else {
+            yajl_gen_array_open(ctx->g);
+        }
+
+    } else if (ctx->in_key && !map) {
+        ctx->copying = 1;
+        ctx->found = 1;
+    }
+
+    ctx->in_key = 0;
+
+    return ++ctx->depth <= ctx->max_depth;
+}
+
+
+static int
+ngx_http_pyexec_copy_start_map(void *data)
+{
+    return ngx_http_pyexec_copy_open(data, 1);
+}
+
+
+static int
+ngx_http_pyexec_copy_start_array(void *data)
+{
+    return ngx_http_pyexec_copy_open(data, 0);
+}
+
+
+static int
+ngx_http_pyexec_copy_close(ngx_http_pyexec_copy_ctx_t *ctx, ngx_uint_t map)
+{
+    ctx->depth--;
+
+    if (ngx_http_pyexec_copying(ctx)) {
+        if (map) {
+            yajl_gen_map_close(ctx->g);
+
+        } else {
+            yajl_gen_array_close(ctx->g);
+        }
+
+    } else if (ctx->depth == 1) {
+        ctx->copying = 0;
+    }
+
+    return 1;
+}
+
+
+static int
+ngx_http_pyexec_copy_end_map(void *data)
+{
+    return ngx_http_pyexec_copy_close(data, 1);
+}
+
+
+static int
+ngx_http_pyexec_copy_end_array(void *data)
+{
+    return ngx_http_pyexec_copy_close(data, 0);
+}
+
+
+static yajl_callbacks  ngx_http_pyexec_copy_callbacks = {
+    ngx_http_pyexec_copy_null,
+    ngx_http_pyexec_copy_boolean,
+    NULL,
+    NULL,
+    ngx_http_pyexec_copy_number,
+    ngx_http_pyexec_copy_string,
+    ngx_http_pyexec_copy_start_map,
+    ngx_http_pyexec_copy_key,
+    ngx_http_pyexec_copy_end_map,
+    ngx_http_pyexec_copy_start_array,
+    ngx_http_pyexec_copy_end_array
+};
+
+
+static ngx_int_t
+ngx_http_pyexec_copy_run(ngx_http_pyexec_copy_ctx_t *ctx, u_char *buf,
+    size_t len)
+{
+    yajl_handle  h;
+    yajl_status  st;
+
+    h = yajl_alloc(&ngx_http_pyexec_copy_callbacks, NULL, ctx);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    st = yajl_parse(h, buf, len);
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    return (st == yajl_status_ok && ctx->found) ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_pyexec_json_copy_array(yajl_gen g, u_char *buf, size_t len,
+    const char *key, ngx_uint_t max_depth)
+{
+    ngx_int_t                    rc;
+    ngx_http_pyexec_copy_ctx_t   ctx;
+
+    if (len == 0) {
+        return NGX_DECLINED;
+    }
+
+    /* a dry run first: a bad document must leave g untouched */
+
+    ngx_memzero(&ctx, sizeof(ngx_http_pyexec_copy_ctx_t));
+    ctx.key = key;
+    ctx.max_depth = max_depth;
+
+    rc = ngx_http_pyexec_copy_run(&ctx, buf, len);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_memzero(&ctx, sizeof(ngx_http_pyexec_copy_ctx_t));
+    ctx.g = g;
+    ctx.key = key;
+    ctx.max_depth = max_depth;
+
+    return ngx_http_pyexec_copy_run(&ctx, buf, len);
+}

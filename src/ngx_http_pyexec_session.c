@@ -4,7 +4,7 @@
  *
  * The per-worker session table: a chained hash table keyed by the id
  * (O(1) lookup, grown by doubling), an LRU queue for eviction and idle
- * expiry, and the minting of ids that remember the worker incarnation.
+ * expiry, and the minting of ids that remember when they were minted.
  *
  * Session structs are heap memory (ngx_alloc), one block holding the id:
  * a pool per session would cost more than the session itself (an idle
@@ -16,6 +16,7 @@
 
 #include "ngx_http_pyexec_common.h"
 
+#include <ngx_md5.h>
 #include <sys/random.h>
 
 
@@ -38,8 +39,20 @@ static ngx_uint_t  ngx_http_pyexec_secret_set;
 
 
 void
-ngx_http_pyexec_session_set_secret(void)
+ngx_http_pyexec_session_set_secret(ngx_str_t *configured)
 {
+    ngx_md5_t  md5;
+
+    if (configured->len) {
+        /* shared by every host behind one front: 410 works across hosts */
+
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, configured->data, configured->len);
+        ngx_md5_final(ngx_http_pyexec_secret, &md5);
+        ngx_http_pyexec_secret_set = 1;
+        return;
+    }
+
     if (!ngx_http_pyexec_secret_set) {
         ngx_http_pyexec_random(ngx_http_pyexec_secret,
                                sizeof(ngx_http_pyexec_secret));
@@ -51,8 +64,8 @@ ngx_http_pyexec_session_set_secret(void)
 ngx_int_t
 ngx_http_pyexec_session_init_process(ngx_cycle_t *cycle)
 {
+    ngx_time_t              *tp;
     ngx_http_pyexec_proc_t  *p = &ngx_http_pyexec_proc;
-    u_char                   inc[4];
 
     p->nbuckets = NGX_HTTP_PYEXEC_BUCKETS_MIN;
     p->buckets = ngx_calloc(p->nbuckets * sizeof(void *), cycle->log);
@@ -61,13 +74,11 @@ ngx_http_pyexec_session_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_queue_init(&p->lru);
-    p->started = ngx_time();
 
-    do {
-        ngx_http_pyexec_random(inc, sizeof(inc));
-        p->incarnation = ((uint32_t) inc[0] << 24) | (inc[1] << 16)
-                         | (inc[2] << 8) | inc[3];
-    } while (p->incarnation == 0);
+    ngx_time_update();
+    tp = ngx_timeofday();
+    p->started = tp->sec;
+    p->started_ms = (uint64_t) tp->sec * 1000 + tp->msec;
 
     p->expire.handler = ngx_http_pyexec_session_expire;
     p->expire.log = cycle->log;
@@ -370,25 +381,34 @@ ngx_http_pyexec_session_expire(ngx_event_t *ev)
 
 
 /*
- * Minted ids are UUID4 strings whose first 32 bits are the worker
- * incarnation and whose last 32 bits are a MAC over the first 96 bits with
- * a secret the master holds.  A worker that sees a valid MAC with another
- * incarnation knows the session died with an earlier worker (410).
+ * Minted ids are UUID4 strings: the first 48 bits are the wall-clock time
+ * of minting in milliseconds, the last 32 bits a MAC over the first 96 bits
+ * with a secret the master holds (or pyexec_session_secret), 42 bits are
+ * random.  An id with a valid MAC that is unknown to a worker and older
+ * than the worker itself belonged to a session that died with an earlier
+ * worker (410).  Any process may mint: the routing front does, so that the
+ * id it hashes is the id the worker creates.
  */
 
 void
 ngx_http_pyexec_session_mint(u_char *out)
 {
-    u_char     b[16];
-    uint32_t   mac, inc;
+    u_char       b[16];
+    uint32_t     mac;
+    uint64_t     ms;
+    ngx_time_t  *tp;
 
     ngx_http_pyexec_random(b, sizeof(b));
 
-    inc = ngx_http_pyexec_proc.incarnation;
-    b[0] = (u_char) (inc >> 24);
-    b[1] = (u_char) (inc >> 16);
-    b[2] = (u_char) (inc >> 8);
-    b[3] = (u_char) inc;
+    tp = ngx_timeofday();
+    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    b[0] = (u_char) (ms >> 40);
+    b[1] = (u_char) (ms >> 32);
+    b[2] = (u_char) (ms >> 24);
+    b[3] = (u_char) (ms >> 16);
+    b[4] = (u_char) (ms >> 8);
+    b[5] = (u_char) ms;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
 
@@ -415,7 +435,8 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
 {
     u_char      b[16];
     size_t      i;
-    uint32_t    mac, inc;
+    uint32_t    mac;
+    uint64_t    ms;
     ngx_int_t   v;
     ngx_uint_t  n;
 
@@ -449,9 +470,11 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
         return 0;
     }
 
-    inc = ((uint32_t) b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3];
+    ms = ((uint64_t) b[0] << 40) | ((uint64_t) b[1] << 32)
+         | ((uint64_t) b[2] << 24) | ((uint64_t) b[3] << 16)
+         | ((uint64_t) b[4] << 8) | b[5];
 
-    return inc != ngx_http_pyexec_proc.incarnation;
+    return ms < ngx_http_pyexec_proc.started_ms;
 }
 
 

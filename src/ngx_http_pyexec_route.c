@@ -1,0 +1,621 @@
+
+/*
+ * Copyright (C) pyexec authors
+ *
+ * Routing: the variables a front server hashes on ($pyexec_session_id,
+ * $pyexec_session_new) and logs ($pyexec_worker), the X-Session-Id and
+ * X-Pyexec-New-Session headers a worker reads, and the gathering of every
+ * worker's session list behind one GET /sessions.
+ *
+ * The id a front routes on is the id the worker uses, by the same rules in
+ * the same order: a non-empty "session_id" string in the JSON body, else
+ * the X-Session-Id header, else the {id} of a /sessions/{id} path.  When
+ * there is none the front mints one and passes it on in X-Session-Id with
+ * X-Pyexec-New-Session set, so the worker creates exactly that session.
+ */
+
+
+#include "ngx_http_pyexec_common.h"
+
+
+/* the module's request ctx: routing (front) and gathering (GET /sessions) */
+
+typedef struct {
+    ngx_str_t                    id;
+    ngx_uint_t                   n;
+    ngx_uint_t                   done;
+    ngx_str_t                   *bodies;
+    ngx_uint_t                  *statuses;
+    unsigned                     resolved:1;
+    unsigned                     minted:1;
+} ngx_http_pyexec_ctx_t;
+
+
+static ngx_http_pyexec_ctx_t *ngx_http_pyexec_ctx(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
+    ngx_http_pyexec_ctx_t **ctxp);
+static ngx_int_t ngx_http_pyexec_route_body_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_pyexec_variable_session_id(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_pyexec_variable_session_new(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_pyexec_variable_worker(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_pyexec_gather_part(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static void ngx_http_pyexec_gather_resume(ngx_http_request_t *r);
+
+
+static ngx_str_t  ngx_http_pyexec_x_session_id =
+    ngx_string("X-Session-Id");
+static ngx_str_t  ngx_http_pyexec_x_new_session =
+    ngx_string("X-Pyexec-New-Session");
+static ngx_str_t  ngx_http_pyexec_x_worker = ngx_string("X-Pyexec-Worker");
+
+static u_char      ngx_http_pyexec_worker_name[NGX_INT_T_LEN * 2 + 2];
+static ngx_str_t   ngx_http_pyexec_worker_str;
+
+
+static ngx_http_variable_t  ngx_http_pyexec_vars[] = {
+
+    { ngx_string("pyexec_session_id"), NULL,
+      ngx_http_pyexec_variable_session_id, 0, 0, 0 },
+
+    { ngx_string("pyexec_session_new"), NULL,
+      ngx_http_pyexec_variable_session_new, 0, 0, 0 },
+
+    { ngx_string("pyexec_worker"), NULL,
+      ngx_http_pyexec_variable_worker, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_pyexec_route_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_pyexec_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "<worker number>/<pid>", fixed for the life of the process */
+
+ngx_str_t *
+ngx_http_pyexec_route_worker(void)
+{
+    if (ngx_http_pyexec_worker_str.len == 0) {
+        ngx_http_pyexec_worker_str.data = ngx_http_pyexec_worker_name;
+        ngx_http_pyexec_worker_str.len =
+            ngx_sprintf(ngx_http_pyexec_worker_name, "%ui/%P",
+                        (ngx_uint_t) (ngx_worker == (ngx_uint_t) -1
+                                      ? 0 : ngx_worker), ngx_pid)
+            - ngx_http_pyexec_worker_name;
+    }
+
+    return &ngx_http_pyexec_worker_str;
+}
+
+
+ngx_int_t
+ngx_http_pyexec_route_worker_header(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = ngx_http_pyexec_x_worker;
+    h->value = *ngx_http_pyexec_route_worker();
+
+    return NGX_OK;
+}
+
+
+/* a request header by name, or NULL */
+
+ngx_table_elt_t *
+ngx_http_pyexec_route_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/*
+ * The X-Session-Id header of a worker request: NGX_OK with the id,
+ * NGX_DECLINED when absent or empty, NGX_ERROR when too long.
+ */
+
+ngx_int_t
+ngx_http_pyexec_route_header_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_pyexec_route_header(r, &ngx_http_pyexec_x_session_id);
+
+    if (h == NULL || h->value.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (h->value.len > NGX_HTTP_PYEXEC_SESSION_ID_MAX) {
+        return NGX_ERROR;
+    }
+
+    *id = h->value;
+
+    return NGX_OK;
+}
+
+
+/* the front minted the id of this request: create, never answer 410 */
+
+ngx_uint_t
+ngx_http_pyexec_route_is_new(ngx_http_request_t *r)
+{
+    return ngx_http_pyexec_route_header(r, &ngx_http_pyexec_x_new_session)
+           != NULL;
+}
+
+
+static ngx_http_pyexec_ctx_t *
+ngx_http_pyexec_ctx(ngx_http_request_t *r)
+{
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pyexec_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_pyexec_module);
+    }
+
+    return ctx;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
+    ngx_http_pyexec_ctx_t **ctxp)
+{
+    u_char                 *p;
+    ngx_int_t               rc;
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    ctx = ngx_http_pyexec_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ctxp = ctx;
+
+    if (ctx->resolved) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_pyexec_route_body_id(r, &ctx->id);
+
+    if (rc == NGX_DECLINED) {
+        /* a header id that is too long is not routed on: the worker 422s */
+        rc = ngx_http_pyexec_route_header_id(r, &ctx->id);
+        if (rc == NGX_ERROR) {
+            rc = NGX_DECLINED;
+        }
+
+        /* a front in front of this front minted it: still new */
+        if (rc == NGX_OK && ngx_http_pyexec_route_is_new(r)) {
+            ctx->minted = 1;
+        }
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_pyexec_route_path_id(r, &ctx->id);
+    }
+
+    if (rc == NGX_DECLINED) {
+        p = ngx_pnalloc(r->pool, NGX_HTTP_PYEXEC_UUID_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_pyexec_session_mint(p);
+        ctx->id.data = p;
+        ctx->id.len = NGX_HTTP_PYEXEC_UUID_LEN;
+        ctx->minted = 1;
+        rc = NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->resolved = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The body's "session_id", read with the worker's own parser; only for a
+ * JSON body that nginx has read whole (proxy_request_buffering on).
+ */
+
+static ngx_int_t
+ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_str_t                     body, err, *type;
+    ngx_http_pyexec_request_t     req;
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    if (r->request_body == NULL || r->request_body->rest
+        || r->request_body->bufs == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    type = r->headers_in.content_type ? &r->headers_in.content_type->value
+                                      : NULL;
+
+    if (type && !(type->len >= 16
+                  && ngx_strncasecmp(type->data,
+                                     (u_char *) "application/json", 16) == 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
+
+    if (ngx_http_pyexec_body(r, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_pyexec_json_parse_request(r->pool, body.data, body.len,
+                                           pmcf->json_max_depth, &req, &err)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    /* an invalid body is routed by the other rules; the worker says 422 */
+
+    if (!req.has_session_id || req.session_id.len == 0
+        || req.session_id.len > NGX_HTTP_PYEXEC_SESSION_ID_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    *id = req.session_id;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char  *p, *last;
+
+    p = r->unparsed_uri.data;
+    last = ngx_strlchr(p, p + r->unparsed_uri.len, '?');
+    if (last == NULL) {
+        last = p + r->unparsed_uri.len;
+    }
+
+    if (last - p <= (ssize_t) sizeof("/sessions/") - 1
+        || ngx_strncmp(p, "/sessions/", sizeof("/sessions/") - 1) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_pyexec_path_id(r->pool, p + sizeof("/sessions/") - 1,
+                                   last, id);
+}
+
+
+/* the unescaped id of a "/sessions/{id}" path, as the worker reads it */
+
+ngx_int_t
+ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
+    ngx_str_t *id)
+{
+    u_char  *dst;
+
+    dst = ngx_pnalloc(pool, last - p + 1);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    id->data = dst;
+    ngx_unescape_uri(&dst, &p, last - p, 0);
+    id->len = dst - id->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_variable_session_id(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    if (ngx_http_pyexec_route_resolve(r, &ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v->len = ctx->id.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = ctx->id.data;
+
+    return NGX_OK;
+}
+
+
+/* "1" when the front minted $pyexec_session_id, else empty */
+
+static ngx_int_t
+ngx_http_pyexec_variable_session_new(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    if (ngx_http_pyexec_route_resolve(r, &ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v->len = ctx->minted ? 1 : 0;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = (u_char *) "1";
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_variable_worker(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t  *w;
+
+    w = ngx_http_pyexec_route_worker();
+
+    v->len = w->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = w->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * GET /sessions behind a front: one in-memory subrequest per backend
+ * (pyexec_sessions_gather lists their internal locations), answered with
+ * the concatenation of their "sessions" arrays.  A backend that fails is
+ * logged and left out, and the answer says "partial": true.
+ */
+
+ngx_int_t
+ngx_http_pyexec_gather(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                     *uris;
+    ngx_uint_t                     i;
+    ngx_http_request_t            *sr;
+    ngx_http_post_subrequest_t    *ps;
+    ngx_http_pyexec_loc_conf_t    *plcf;
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_pyexec_method_not_allowed(r);
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyexec_module);
+
+    ctx = ngx_http_pyexec_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->n = plcf->gather->nelts;
+    ctx->bodies = ngx_pcalloc(r->pool, ctx->n * sizeof(ngx_str_t));
+    ctx->statuses = ngx_pcalloc(r->pool, ctx->n * sizeof(ngx_uint_t));
+    if (ctx->bodies == NULL || ctx->statuses == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    uris = plcf->gather->elts;
+
+    for (i = 0; i < ctx->n; i++) {
+        ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+        if (ps == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ps->handler = ngx_http_pyexec_gather_part;
+        ps->data = &ctx->statuses[i];
+
+        /*
+         * background subrequests run side by side and never wait on the
+         * parent's output; their bodies stay in memory
+         */
+
+        if (ngx_http_subrequest(r, &uris[i], NULL, &sr, ps,
+                                NGX_HTTP_SUBREQUEST_IN_MEMORY
+                                |NGX_HTTP_SUBREQUEST_BACKGROUND)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        sr->method = NGX_HTTP_GET;
+        ngx_str_set(&sr->method_name, "GET");
+        sr->header_only = 0;
+    }
+
+    r->write_event_handler = ngx_http_pyexec_gather_resume;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_gather_part(ngx_http_request_t *r, void *data, ngx_int_t rc)
+{
+    ngx_uint_t                    *status = data;
+    ngx_uint_t                     i;
+    ngx_buf_t                     *b;
+    ngx_http_request_t            *pr;
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    pr = r->parent;
+    ctx = ngx_http_get_module_ctx(pr, ngx_http_pyexec_module);
+
+    i = status - ctx->statuses;
+
+    if (*status != 0) {
+        return rc;      /* finalized twice */
+    }
+
+    *status = (rc == NGX_OK || rc == NGX_DONE) ? r->headers_out.status : 0;
+
+    if (*status == 0) {
+        *status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
+                                                    : NGX_HTTP_BAD_GATEWAY;
+    }
+
+    b = r->out ? r->out->buf : NULL;
+
+    if (*status == NGX_HTTP_OK && b && b->last > b->pos) {
+        ctx->bodies[i].len = b->last - b->pos;
+        ctx->bodies[i].data = ngx_pnalloc(pr->pool, ctx->bodies[i].len);
+        if (ctx->bodies[i].data == NULL) {
+            ctx->bodies[i].len = 0;
+            *status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        } else {
+            ngx_memcpy(ctx->bodies[i].data, b->pos, ctx->bodies[i].len);
+        }
+    }
+
+    if (++ctx->done == ctx->n) {
+        pr->write_event_handler = ngx_http_pyexec_gather_resume;
+        (void) ngx_http_post_request(pr, NULL);
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_pyexec_gather_resume(ngx_http_request_t *r)
+{
+    yajl_gen                       g;
+    ngx_str_t                     *uris;
+    ngx_uint_t                     i, partial;
+    ngx_http_pyexec_loc_conf_t    *plcf;
+    ngx_http_pyexec_main_conf_t   *pmcf;
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
+
+    if (ctx == NULL || ctx->done < ctx->n) {
+        return;
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyexec_module);
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
+    uris = plcf->gather->elts;
+
+    g = ngx_http_pyexec_json_gen();
+    if (g == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    partial = 0;
+
+    yajl_gen_map_open(g);
+    ngx_http_pyexec_json_str(g, "sessions");
+    yajl_gen_array_open(g);
+
+    for (i = 0; i < ctx->n; i++) {
+        if (ctx->statuses[i] == NGX_HTTP_OK
+            && ngx_http_pyexec_json_copy_array(g, ctx->bodies[i].data,
+                                               ctx->bodies[i].len,
+                                               "sessions",
+                                               pmcf->json_max_depth)
+               == NGX_OK)
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pyexec: sessions of \"%V\" left out: status %ui",
+                      &uris[i], ctx->statuses[i]);
+        partial = 1;
+    }
+
+    yajl_gen_array_close(g);
+    ngx_http_pyexec_json_str(g, "partial");
+    yajl_gen_bool(g, partial);
+    yajl_gen_map_close(g);
+
+    ngx_http_finalize_request(r,
+        ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g));
+}

@@ -1,0 +1,156 @@
+package Pyexec::Instance;
+
+# One nginx (master + workers) under a test's control, for the plain
+# Test::More files that need several processes or several instances:
+# start it from a configuration text, talk HTTP to it, watch its processes.
+
+use strict;
+use warnings;
+
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+use File::Path qw(make_path remove_tree);
+
+my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+
+sub new {
+    my ($class, %arg) = @_;
+    my $self = bless { addr => '127.0.0.1', %arg }, $class;
+    remove_tree($self->{root});
+    make_path("$self->{root}/logs", "$self->{root}/conf");
+    return $self;
+}
+
+sub root { $_[0]{root} }
+sub port { $_[0]{port} }
+
+sub write_conf {
+    my ($self, $text) = @_;
+    open my $out, '>', "$self->{root}/conf/nginx.conf" or die $!;
+    print $out $text;
+    close $out;
+}
+
+sub master_pid {
+    my ($self) = @_;
+    open my $in, '<', "$self->{root}/logs/nginx.pid" or return undef;
+    my $pid = <$in>;
+    return $pid && $pid =~ /(\d+)/ ? $1 : undef;
+}
+
+# pid 1 here reaps slowly: a zombie counts as dead
+sub alive {
+    my ($pid) = @_;
+    return 0 unless $pid && kill(0, $pid);
+    open my $in, '<', "/proc/$pid/stat" or return 0;
+    return (<$in> // '') !~ /^\d+ \(.*\) [ZX] /;
+}
+
+sub children {
+    my ($self) = @_;
+    my $m = $self->master_pid() or return ();
+    my @kids;
+    for my $st (glob "/proc/[0-9]*/stat") {
+        open my $in, '<', $st or next;
+        my $line = <$in> // '';
+        push @kids, $1 if $line =~ /^(\d+) \(.*\) [RSDT] (\d+) / && $2 == $m;
+    }
+    return sort { $a <=> $b } @kids;
+}
+
+sub start {
+    my ($self, $text, $ready_uri) = @_;
+    $self->write_conf($text) if defined $text;
+    unlink "$self->{root}/logs/error.log";
+    system("$bin -p $self->{root}/ -c $self->{root}/conf/nginx.conf "
+           . "-e $self->{root}/logs/error.log") == 0
+        or return 0;
+    for (1 .. 400) {
+        my ($code) = $self->http('GET', $ready_uri // '/health');
+        return 1 if $code == 200;
+        sleep 0.025;
+    }
+    return 0;
+}
+
+sub signal {
+    my ($self, $sig) = @_;
+    my $m = $self->master_pid() or return 0;
+    return kill $sig, $m;
+}
+
+sub stop {
+    my ($self) = @_;
+    my $m = $self->master_pid() or return;
+    kill 'QUIT', $m;
+    for (1 .. 250) { last unless alive($m); sleep 0.02; }
+}
+
+sub log_text {
+    my ($self) = @_;
+    open my $in, '<', "$self->{root}/logs/error.log" or return '';
+    local $/;
+    return <$in>;
+}
+
+sub request_raw {
+    my ($method, $uri, $body, $headers) = @_;
+    my $raw = "$method $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    $raw .= "$_: $headers->{$_}\r\n" for sort keys %{ $headers // {} };
+    $raw .= "Content-Length: " . length($body) . "\r\n" if defined $body;
+    return $raw . "\r\n" . ($body // '');
+}
+
+sub send_req {
+    my ($self, @req) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => $self->{addr},
+                                  PeerPort => $self->{port},
+                                  Proto => 'tcp', Timeout => 5) or return undef;
+    print $s request_raw(@req);
+    return $s;
+}
+
+# (status, body, { lowercased header => value })
+sub read_resp {
+    my ($s, $timeout) = @_;
+    my $resp = '';
+    my $deadline = time + ($timeout || 10);
+    $s->blocking(0);
+    while (time < $deadline) {
+        my $n = sysread($s, my $buf, 65536);
+        if (defined $n) { last if $n == 0; $resp .= $buf; next; }
+        sleep 0.002;
+    }
+    close $s;
+    my ($head, $body) = split /\r\n\r\n/, $resp, 2;
+    my ($code) = ($head // '') =~ /^HTTP\/1\.1 (\d+)/;
+    my %h;
+    for (split /\r\n/, $head // '') {
+        $h{lc $1} = $2 if /^([^:]+):\s*(.*)$/;
+    }
+    return ($code // 0, $body // '', \%h);
+}
+
+sub http {
+    my ($self, @req) = @_;
+    my $s = $self->send_req(@req) or return (0, '', {});
+    return read_resp($s);
+}
+
+sub json_str {
+    my ($v) = @_;
+    $v =~ s/\\/\\\\/g; $v =~ s/"/\\"/g; $v =~ s/\n/\\n/g;
+    return "\"$v\"";
+}
+
+sub execute {
+    my ($self, $code, $sid, $extra, $headers) = @_;
+    my $body = "{\"code\": " . json_str($code)
+               . (defined $sid ? ", \"session_id\": " . json_str($sid) : '')
+               . ($extra // '') . "}";
+    return $self->http('POST', '/execute', $body,
+                       { 'Content-Type' => 'application/json',
+                         %{ $headers // {} } });
+}
+
+1;
