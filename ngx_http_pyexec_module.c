@@ -221,6 +221,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
      *     pmcf->data_dir = { 0, NULL };
      *     pmcf->worker_socket = { 0, NULL };
      *     pmcf->session_secret = { 0, NULL };
+     *     pmcf->uses_python = 0;
      */
 
     pmcf->session_max = NGX_CONF_UNSET_UINT;
@@ -275,6 +276,11 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (!pmcf->uses_python) {
+        /* a front only: no interpreter, no thread pool */
+        return NGX_CONF_OK;
+    }
+
     pmcf->thread_pool = ngx_thread_pool_add(cf, &pmcf->thread_pool_name);
     if (pmcf->thread_pool == NULL) {
         return NGX_CONF_ERROR;
@@ -319,13 +325,21 @@ ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pyexec_loc_conf_t *plcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_pyexec_main_conf_t  *pmcf;
 
     if (plcf->kind) {
         return "is duplicate";
     }
 
     plcf->kind = cmd->offset;
+
+    if (plcf->kind != NGX_HTTP_PYEXEC_HANDLER_HEALTH
+        && plcf->kind != NGX_HTTP_PYEXEC_HANDLER_GATHER)
+    {
+        pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyexec_module);
+        pmcf->uses_python = 1;
+    }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_pyexec_handler;

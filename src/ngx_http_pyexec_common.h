@@ -69,6 +69,7 @@ typedef struct {
     ngx_uint_t                   json_max_depth;
     ngx_str_t                    worker_socket;
     ngx_str_t                    session_secret;
+    ngx_uint_t                   uses_python;  /* some location runs code */
 } ngx_http_pyexec_main_conf_t;
 
 
