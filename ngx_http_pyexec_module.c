@@ -415,6 +415,15 @@ ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
 
     ngx_http_pyexec_session_set_secret(pmcf ? &pmcf->session_secret : &none);
 
+    /* listening sockets exist by now: a wrong template fails the start */
+
+    if (pmcf && pmcf->worker_socket.len
+        && ngx_http_pyexec_socket_template(cycle, &pmcf->worker_socket)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 

@@ -183,6 +183,8 @@ ngx_int_t ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
 ngx_int_t ngx_http_pyexec_gather(ngx_http_request_t *r);
 
 /* socket.c */
+ngx_listening_t *ngx_http_pyexec_socket_template(ngx_cycle_t *cycle,
+    ngx_str_t *tmpl);
 ngx_int_t ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle,
     ngx_str_t *tmpl);
 void ngx_http_pyexec_socket_exit_process(void);

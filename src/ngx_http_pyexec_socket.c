@@ -58,19 +58,13 @@ static void ngx_http_pyexec_socket_close(ngx_http_pyexec_socket_t *ws,
 static ngx_http_pyexec_socket_t  *ngx_http_pyexec_socket;
 
 
-ngx_int_t
-ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle, ngx_str_t *tmpl)
+/* the "listen unix:PATH" that pyexec_worker_socket names, or NULL */
+
+ngx_listening_t *
+ngx_http_pyexec_socket_template(ngx_cycle_t *cycle, ngx_str_t *tmpl)
 {
-    u_char                     tmp[sizeof(((struct sockaddr_un *) 0)
-                                          ->sun_path)];
-    size_t                     n;
-    ngx_uint_t                 i;
-    ngx_socket_t               fd;
-    ngx_listening_t           *ls;
-    struct stat                st;
-    ngx_connection_t          *c;
-    struct sockaddr_un        *sun, bind_to;
-    ngx_http_pyexec_socket_t  *ws;
+    ngx_uint_t        i;
+    ngx_listening_t  *ls;
 
     ls = cycle->listening.elts;
 
@@ -79,14 +73,33 @@ ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle, ngx_str_t *tmpl)
             && ls[i].addr_text.len == tmpl->len
             && ngx_strncmp(ls[i].addr_text.data, tmpl->data, tmpl->len) == 0)
         {
-            break;
+            return &ls[i];
         }
     }
 
-    if (i == cycle->listening.nelts) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "pyexec: \"pyexec_worker_socket %V\" names no "
-                      "\"listen\" of any server", tmpl);
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                  "pyexec: \"pyexec_worker_socket %V\" names no \"listen\" "
+                  "of any server", tmpl);
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle, ngx_str_t *tmpl)
+{
+    u_char                     tmp[sizeof(((struct sockaddr_un *) 0)
+                                          ->sun_path)];
+    size_t                     n;
+    ngx_socket_t               fd;
+    ngx_listening_t           *ls;
+    struct stat                st;
+    ngx_connection_t          *c;
+    struct sockaddr_un        *sun, bind_to;
+    ngx_http_pyexec_socket_t  *ws;
+
+    ls = ngx_http_pyexec_socket_template(cycle, tmpl);
+    if (ls == NULL) {
         return NGX_ERROR;
     }
 
@@ -95,7 +108,7 @@ ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle, ngx_str_t *tmpl)
         return NGX_ERROR;
     }
 
-    ws->ls = ls[i];
+    ws->ls = *ls;
 
     sun = ngx_pcalloc(cycle->pool, sizeof(struct sockaddr_un));
     if (sun == NULL) {
@@ -105,7 +118,7 @@ ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle, ngx_str_t *tmpl)
     sun->sun_family = AF_UNIX;
 
     n = ngx_snprintf(ws->path, sizeof(ws->path) - 1, "%s.%ui",
-                     ((struct sockaddr_un *) ls[i].sockaddr)->sun_path,
+                     ((struct sockaddr_un *) ls->sockaddr)->sun_path,
                      ngx_worker) - ws->path;
 
     if (n >= sizeof(ws->path) - 1
@@ -142,7 +155,7 @@ ngx_http_pyexec_socket_init_process(ngx_cycle_t *cycle, ngx_str_t *tmpl)
     }
 
     if (chmod((char *) tmp, 0666) == -1
-        || listen(fd, ls[i].backlog) == -1
+        || listen(fd, ls->backlog) == -1
         || ngx_nonblocking(fd) == -1)
     {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,

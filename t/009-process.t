@@ -11,24 +11,20 @@ use strict;
 use warnings;
 
 use Test::More tests => 31;
-use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
-use File::Path qw(make_path remove_tree);
 use Cwd qw(abs_path);
+use lib 't/lib';
+use Pyexec::Instance;
 
-my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 my $mod = $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 1;
 my $root = abs_path('.') . "/t/servroot-process";
 my $user = $> == 0 ? 'user root;' : '';
+my $ng = Pyexec::Instance->new(root => $root, port => $port);
 
-remove_tree($root);
-make_path("$root/logs", "$root/conf");
-
-sub write_conf {
+sub conf {
     my ($workers) = @_;
-    open my $out, '>', "$root/conf/nginx.conf" or die $!;
-    print $out <<"_EOC_";
+    return <<"_EOC_";
 load_module $mod;
 worker_processes $workers;
 daemon on;
@@ -50,94 +46,28 @@ http {
     }
 }
 _EOC_
-    close $out;
 }
 
-sub master_pid {
-    open my $in, '<', "$root/logs/nginx.pid" or return undef;
-    my $pid = <$in>;
-    return $pid && $pid =~ /(\d+)/ ? $1 : undef;
-}
-
-sub alive {
-    my ($pid) = @_;
-    return 0 unless $pid && kill(0, $pid);
-    open my $in, '<', "/proc/$pid/stat" or return 0;
-    return (<$in> // '') !~ /^\d+ \(.*\) [ZX] /;
-}
-
-sub request_raw {
-    my ($method, $uri, $body) = @_;
-    my $raw = "$method $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $raw .= "Content-Length: " . length($body) . "\r\n" if defined $body;
-    return $raw . "\r\n" . ($body // '');
-}
-
-sub send_req {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => 5) or return undef;
-    print $s request_raw(@_);
-    return $s;
-}
-
-sub read_resp {
-    my ($s, $timeout) = @_;
-    my $resp = '';
-    my $deadline = time + ($timeout || 10);
-    $s->blocking(0);
-    while (time < $deadline) {
-        my $n = sysread($s, my $buf, 65536);
-        if (defined $n) { last if $n == 0; $resp .= $buf; next; }
-        sleep 0.01;
-    }
-    close $s;
-    my ($code) = $resp =~ /^HTTP\/1\.1 (\d+)/;
-    my ($body) = $resp =~ /\r\n\r\n(.*)$/s;
-    return ($code // 0, $body // '');
-}
-
-sub http { my $s = send_req(@_) or return (0, ''); read_resp($s) }
-
-sub execute {
-    my ($code, $sid, $extra) = @_;
-    $code =~ s/\\/\\\\/g; $code =~ s/"/\\"/g; $code =~ s/\n/\\n/g;
-    my $body = "{\"code\": \"$code\"" . (defined $sid ? ", \"session_id\": \"$sid\"" : '')
-               . ($extra // '') . "}";
-    return http('POST', '/execute', $body);
-}
+sub master_pid { $ng->master_pid() }
+sub alive      { Pyexec::Instance::alive(@_) }
+sub children   { $ng->children() }
+sub send_req   { $ng->send_req(@_) }
+sub read_resp  { Pyexec::Instance::read_resp(@_) }
+sub http       { $ng->http(@_) }
+sub execute    { $ng->execute(@_) }
+sub stop       { $ng->stop() }
+sub log_text   { $ng->log_text() }
 
 sub worker_pid {
     my ($code, $body) = http('GET', '/status');
     return $body =~ /"pid":(\d+)/ ? $1 : 0;
 }
 
-sub children {
-    my $m = master_pid() or return ();
-    my @kids;
-    for my $st (glob "/proc/[0-9]*/stat") {
-        open my $in, '<', $st or next;
-        my $line = <$in> // '';
-        push @kids, $1 if $line =~ /^(\d+) \(.*\) [RSDT] (\d+) / && $2 == $m;
-    }
-    return sort { $a <=> $b } @kids;
-}
-
-sub stop {
-    my $m = master_pid() or return;
-    kill 'QUIT', $m;
-    for (1 .. 250) { last unless alive($m); sleep 0.02; }
-}
-
 sub start {
     my ($workers) = @_;
-    write_conf($workers // 1);
-    unlink "$root/logs/error.log";
-    system("$bin -p $root/ -c $root/conf/nginx.conf -e $root/logs/error.log") == 0
-        or BAIL_OUT("nginx failed to start");
-    for (1 .. 200) { last if worker_pid(); sleep 0.025; }
+    $ng->start(conf($workers // 1), '/status')
+        or BAIL_OUT("nginx failed to start:\n" . log_text());
 }
-
-sub log_text { open my $in, '<', "$root/logs/error.log" or return ''; local $/; <$in> }
 
 # --- two workers: a stuck cell recycles its own worker only -----------------
 
