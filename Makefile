@@ -59,7 +59,8 @@ $(BUILD)/nginx.conf: nginx.conf FORCE
 	@mkdir -p $(BUILD)/logs $(BUILD)/run $(DATA_DIR) $(SOCK_DIR)
 	@sed -e 's/127\.0\.0\.1:8123/127.0.0.1:$(PORT)/' \
 	     -e 's#/run/pyexec/#$(SOCK_DIR)/#g' \
-	     -e 's#^\(    pyexec_data_dir\) .*;#\1 $(DATA_DIR);#' $< > $@.tmp
+	     -e 's#^\(    pyexec_data_dir\) .*;#\1 $(DATA_DIR);#' \
+	     -e 's#^\(            alias\) data/;#\1 $(DATA_DIR)/;#' $< > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 	@[ "$$(id -u)" != 0 ] || chown nobody:nogroup $(DATA_DIR) $(SOCK_DIR) 2>/dev/null || true
 

@@ -32,6 +32,13 @@ static ngx_conf_post_t  ngx_http_pyexec_positive_post = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_pyexec_upload_modes[] = {
+    { ngx_string("replace"), 1 },
+    { ngx_string("keep"), 0 },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_pyexec_commands[] = {
 
     { ngx_string("pyexec_execute"),
@@ -67,6 +74,34 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       ngx_http_pyexec_set_gather,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_HTTP_PYEXEC_HANDLER_GATHER,
+      NULL },
+
+    { ngx_string("pyexec_upload"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_HANDLER_UPLOAD,
+      NULL },
+
+    { ngx_string("pyexec_files"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_HANDLER_FILES,
+      NULL },
+
+    { ngx_string("pyexec_upload_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, upload_replace),
+      ngx_http_pyexec_upload_modes },
+
+    { ngx_string("pyexec_io_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, io_thread_pool_name),
       NULL },
 
     { ngx_string("pyexec_worker_socket"),
@@ -222,6 +257,9 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
      *     pmcf->worker_socket = { 0, NULL };
      *     pmcf->session_secret = { 0, NULL };
      *     pmcf->uses_python = 0;
+     *     pmcf->uses_io = 0;
+     *     pmcf->io_thread_pool_name = { 0, NULL };
+     *     pmcf->io_thread_pool = NULL;
      */
 
     pmcf->session_max = NGX_CONF_UNSET_UINT;
@@ -232,6 +270,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->timeout_max = NGX_CONF_UNSET_MSEC;
     pmcf->kill_grace = NGX_CONF_UNSET_MSEC;
     pmcf->json_max_depth = NGX_CONF_UNSET_UINT;
+    pmcf->upload_replace = NGX_CONF_UNSET_UINT;
 
     return pmcf;
 }
@@ -254,6 +293,11 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->timeout_max, 3600000);
     ngx_conf_init_msec_value(pmcf->kill_grace, 5000);
     ngx_conf_init_uint_value(pmcf->json_max_depth, 64);
+    ngx_conf_init_uint_value(pmcf->upload_replace, 1);
+
+    if (pmcf->io_thread_pool_name.data == NULL) {
+        ngx_str_set(&pmcf->io_thread_pool_name, "default");
+    }
 
     if (pmcf->timeout == 0 || pmcf->timeout_max == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -274,6 +318,14 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
         && ngx_conf_full_name(cf->cycle, &pmcf->data_dir, 0) != NGX_OK)
     {
         return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->uses_io) {
+        pmcf->io_thread_pool = ngx_thread_pool_add(cf,
+                                                   &pmcf->io_thread_pool_name);
+        if (pmcf->io_thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (!pmcf->uses_python) {
@@ -334,10 +386,20 @@ ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     plcf->kind = cmd->offset;
 
-    if (plcf->kind != NGX_HTTP_PYEXEC_HANDLER_HEALTH
-        && plcf->kind != NGX_HTTP_PYEXEC_HANDLER_GATHER)
-    {
-        pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyexec_module);
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyexec_module);
+
+    switch (plcf->kind) {
+
+    case NGX_HTTP_PYEXEC_HANDLER_HEALTH:
+    case NGX_HTTP_PYEXEC_HANDLER_GATHER:
+    case NGX_HTTP_PYEXEC_HANDLER_FILES:
+        break;
+
+    case NGX_HTTP_PYEXEC_HANDLER_UPLOAD:
+        pmcf->uses_io = 1;
+        break;
+
+    default:
         pmcf->uses_python = 1;
     }
 
@@ -454,6 +516,17 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
 
     ngx_http_pyexec_proc.pmcf = pmcf;
     ngx_http_pyexec_proc.log = cycle->log;
+
+    if (pmcf->uses_io) {
+        pmcf->io_thread_pool = ngx_thread_pool_get(cycle,
+                                                   &pmcf->io_thread_pool_name);
+        if (pmcf->io_thread_pool == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "pyexec: thread pool \"%V\" not found",
+                          &pmcf->io_thread_pool_name);
+            return NGX_ERROR;
+        }
+    }
 
     if (pmcf->worker_socket.len
         && ngx_http_pyexec_socket_init_process(cycle, &pmcf->worker_socket)

@@ -2,8 +2,10 @@
 # bench/run.sh -- `make bench`: pyexec against plain nginx returning a fixed
 # JSON, measured back to back in one run (this machine is noisy: compare
 # ratios, not absolute req/s).  Both servers run one worker pinned to core 0,
-# wrk runs on core 1.  Prints one table, then /health latency while a cell
-# computes on the same worker.
+# wrk runs on core 1.  Prints one table, then trivial /execute through the
+# shipped nginx.conf's routing front (2 workers, also on core 0) against
+# direct and plain nginx, then /health latency while a cell computes on the
+# same worker.
 #
 # Env: SECS (5) CONNS (32) ROUNDS (3) WORKLOADS ("health trivial print state
 #      many cpu") BUSY_SECS (5)
@@ -20,13 +22,16 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 WORKLOADS=${WORKLOADS:-health trivial print state many cpu}
 BASE_PORT=${BASE_PORT:-18999}
 PY_PORT=${PY_PORT:-18998}
+FRONT_PORT=${FRONT_PORT:-18997}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
 
 command -v wrk >/dev/null || { echo "bench: wrk missing (make deps-bench)" >&2; exit 2; }
 [ -f "$MODULE" ] || { echo "bench: $MODULE missing (make build)" >&2; exit 2; }
 
-mkdir -p "$OUT/base/logs" "$OUT/py/logs" "$OUT/py/data"
+mkdir -p "$OUT/base/logs" "$OUT/py/logs" "$OUT/py/data" \
+         "$OUT/front/logs" "$OUT/front/run" "$OUT/front/data" "$OUT/front/sock"
+[ "$(id -u)" != 0 ] || chown nobody:nogroup "$OUT/front/data" "$OUT/front/sock"
 user=""; [ "$(id -u)" = 0 ] && user="user root;"
 
 common() { # prefix port
@@ -85,15 +90,26 @@ _EOC_
 _EOC_
 } > "$OUT/py/nginx.conf"
 
+# the shipped configuration, as `make run` renders it, on its own port
+# (session queue as deep as the direct server's: wrk's 32 connections
+# share one session in the trivial workload)
+sed -e "s/127\.0\.0\.1:8123/127.0.0.1:$FRONT_PORT/" \
+    -e "s#/run/pyexec/#$OUT/front/sock/#g" \
+    -e "s#^load_module .*;#load_module $MODULE;#" \
+    -e "s#^error_log .*;#error_log $OUT/front/logs/error.log warn;#" \
+    -e "s#^\(    access_log\) .*;#\1 off;#" \
+    -e "s/pyexec_session_queue 16;/pyexec_session_queue 256;/" \
+    "$ROOT/nginx.conf" > "$OUT/front/nginx.conf"
+
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-for s in base py; do
+for s in base py front; do
     taskset -c "$SERVER_CPUS" "$NGINX" -p "$OUT/$s/" -c "$OUT/$s/nginx.conf" -e "$OUT/$s/logs/error.log" &
     pids+=($!)
 done
-for port in $BASE_PORT $PY_PORT; do
+for port in $BASE_PORT $PY_PORT $FRONT_PORT; do
     for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.02; done
 done
 
@@ -122,6 +138,37 @@ for w in $WORKLOADS; do
         "$(printf '%s\n' "${ratios[@]}" | median)" \
         "$(printf '%s\n' "${p50s[@]}" | median | awk '{print $1 / 1000}')" \
         "$(printf '%s\n' "${p99s[@]}" | median | awk '{print $1 / 1000}')" "$bad"
+done
+
+# trivial /execute (one session) and the state cell over 1000 sessions,
+# three ways side by side in each round
+echo
+echo "# routing: plain nginx vs one worker direct vs the shipped front (2 workers), same core"
+printf '%-8s %-22s %12s %8s %9s %9s %7s\n' workload path rps ratio p50_ms p99_ms non2xx
+for w in trivial many; do
+    declare -A rr=() r50=() r99=() rbad=()
+    for _ in $(seq "$ROUNDS"); do
+        for t in "nginx $BASE_PORT" "direct $PY_PORT" "front $FRONT_PORT"; do
+            read -r name port <<<"$t"
+            taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$HERE/lua/$w.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
+            read -r p p50 p99 n2 err <<<"$(run_wrk "http://127.0.0.1:$port" "$w" "$CONNS" "$SECS")"
+            rr[$name]+="$p "; r50[$name]+="$p50 "; r99[$name]+="$p99 "
+            rbad[$name]=$(( ${rbad[$name]:-0} + n2 + err ))
+        done
+    done
+    nrps=$(printf '%s\n' ${rr[nginx]} | median)
+    for name in nginx direct front; do
+        rps=$(printf '%s\n' ${rr[$name]} | median)
+        case $name in
+            nginx)  label="plain nginx (static)" ;;
+            direct) label="direct, one worker" ;;
+            front)  label="through the front" ;;
+        esac
+        printf '%-8s %-22s %12.0f %8.3f %9.2f %9.2f %7s\n' "$w" "$label" "$rps" \
+            "$(awk -v a="$rps" -v b="$nrps" 'BEGIN {print a / b}')" \
+            "$(printf '%s\n' ${r50[$name]} | median | awk '{print $1 / 1000}')" \
+            "$(printf '%s\n' ${r99[$name]} | median | awk '{print $1 / 1000}')" "${rbad[$name]}"
+    done
 done
 
 # /health while a cell computes on the same (only) worker: an open-loop

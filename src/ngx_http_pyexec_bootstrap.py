@@ -4,12 +4,14 @@
 # Frames of this file are named "<pyexec>" and hidden from user tracebacks.
 
 import ast
+import base64
 import builtins
 import io
 import linecache
 import os
 import sys
 import time
+import warnings
 import zlib
 
 
@@ -116,6 +118,12 @@ def setup(data_dir, c_enter, c_leave, signo, handler):
     sys.stderr = sys.__stderr__ = _Discard()
     sys.argv = [""]
     signal.signal(signo, handler)
+    # figures are rendered off-screen and returned; plt.show() is a no-op
+    # that must neither block nor warn
+    os.environ["MPLBACKEND"] = "Agg"
+    warnings.filterwarnings("ignore", message=r"(?s).*(non-GUI backend|"
+                            r"non-interactive).*cannot be shown")
+    warnings.filterwarnings("ignore", message=r"(?s).*cannot show the figure")
     if _data_dir:
         os.makedirs(_data_dir, exist_ok=True)
         os.chdir(_data_dir)
@@ -183,15 +191,39 @@ def _describe(e):
     return name, ("%s: %s" % (name, msg)) if msg else name, tb
 
 
+def _figures(err):
+    """PNGs (base64) of the matplotlib figures open after a cell; closes
+    them.  Only when the cell (or an earlier one) imported pyplot."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    pngs = []
+    try:
+        for num in plt.get_fignums():
+            buf = io.BytesIO()
+            try:
+                plt.figure(num).savefig(buf, format="png")
+            except Exception as e:
+                err.write("pyexec: figure %s could not be rendered: %s: %s\n"
+                          % (num, type(e).__name__, e))
+                continue
+            pngs.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+    finally:
+        plt.close("all")
+    return pngs
+
+
 def run(ns, src, cap):
     """Run one cell.  Returns the tuple interp.c turns into JSON:
     (result_text, stdout, stderr, has_value, value, value_repr,
-     error_name, error, traceback, truncated, duration_ms)."""
+     error_name, error, traceback, truncated, duration_ms, figures,
+     plain_text)."""
     out = _Capture(cap)
     err = _Capture(cap)
     value = None
     has_value = False
     exc = None
+    figures = []
     if _data_dir:
         try:
             os.chdir(_data_dir)
@@ -209,7 +241,11 @@ def run(ns, src, cap):
                 value = eval(expr, ns)
                 has_value = True
         finally:
-            _leave()
+            try:
+                # under the same time limit; kept when the cell failed
+                figures = _figures(err)
+            finally:
+                _leave()
     except BaseException as e:
         exc = e
     finally:
@@ -231,6 +267,9 @@ def run(ns, src, cap):
             value_repr = "<repr() failed: %s: %s>" % (type(e).__name__, e)
 
     stdout = out.getvalue()
-    return (stdout.rstrip(), stdout, err.getvalue(), has_value, value,
+    text = stdout.rstrip()
+    # the "text/plain" next to a figure: what was printed, else the value
+    plain = text or (value_repr or "") if figures else None
+    return (text, stdout, err.getvalue(), has_value, value,
             value_repr, error_name, error, tb,
-            out.truncated or err.truncated, duration)
+            out.truncated or err.truncated, duration, figures, plain)

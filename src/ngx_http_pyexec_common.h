@@ -50,7 +50,9 @@ typedef enum {
     NGX_HTTP_PYEXEC_HANDLER_HEALTH,
     NGX_HTTP_PYEXEC_HANDLER_STATUS,
     NGX_HTTP_PYEXEC_HANDLER_SESSIONS,
-    NGX_HTTP_PYEXEC_HANDLER_GATHER
+    NGX_HTTP_PYEXEC_HANDLER_GATHER,
+    NGX_HTTP_PYEXEC_HANDLER_UPLOAD,
+    NGX_HTTP_PYEXEC_HANDLER_FILES
 } ngx_http_pyexec_handler_e;
 
 
@@ -70,6 +72,10 @@ typedef struct {
     ngx_str_t                    worker_socket;
     ngx_str_t                    session_secret;
     ngx_uint_t                   uses_python;  /* some location runs code */
+    ngx_uint_t                   uses_io;      /* /upload somewhere */
+    ngx_uint_t                   upload_replace;
+    ngx_str_t                    io_thread_pool_name;
+    ngx_thread_pool_t           *io_thread_pool;
 } ngx_http_pyexec_main_conf_t;
 
 
@@ -181,6 +187,10 @@ ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
     ngx_str_t *id);
 ngx_int_t ngx_http_pyexec_gather(ngx_http_request_t *r);
+
+/* upload.c */
+ngx_int_t ngx_http_pyexec_upload(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyexec_files(ngx_http_request_t *r);
 
 /* socket.c */
 ngx_listening_t *ngx_http_pyexec_socket_template(ngx_cycle_t *cycle,

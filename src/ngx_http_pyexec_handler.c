@@ -61,6 +61,12 @@ ngx_http_pyexec_handler(ngx_http_request_t *r)
     case NGX_HTTP_PYEXEC_HANDLER_GATHER:
         return ngx_http_pyexec_gather(r);
 
+    case NGX_HTTP_PYEXEC_HANDLER_UPLOAD:
+        return ngx_http_pyexec_upload(r);
+
+    case NGX_HTTP_PYEXEC_HANDLER_FILES:
+        return ngx_http_pyexec_files(r);
+
     default: /* NGX_HTTP_PYEXEC_HANDLER_EXECUTE */
         break;
     }

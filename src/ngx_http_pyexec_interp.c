@@ -475,12 +475,14 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     size_t       len;
     double       ms;
     yajl_gen     vg;
-    PyObject    *text, *value, *repr, *error, *tb, *item;
+    PyObject    *text, *value, *repr, *error, *tb, *item, *figs;
     ngx_int_t    has_value, ok;
     Py_ssize_t   i, n;
     const unsigned char  *vbuf;
 
-    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 11) {
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 13
+        || !PyList_Check(PyTuple_GET_ITEM(res, 11)))
+    {
         return NGX_ERROR;
     }
 
@@ -490,7 +492,7 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     repr = PyTuple_GET_ITEM(res, 5);
     error = PyTuple_GET_ITEM(res, 7);
     tb = PyTuple_GET_ITEM(res, 8);
-
+    figs = PyTuple_GET_ITEM(res, 11);
 
     yajl_gen_map_open(g);
 
@@ -498,7 +500,19 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
 
     ngx_http_pyexec_json_str(g, "result");
 
-    if (PyUnicode_GET_LENGTH(text) > 0) {
+    if (PyList_GET_SIZE(figs) > 0) {
+        /* a figure: the shape the existing client shows as text + image */
+
+        yajl_gen_map_open(g);
+        ngx_http_pyexec_json_str(g, "text/plain");
+        ok = ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(res, 12));
+        ngx_http_pyexec_json_str(g, "image/png");
+        if (ok == NGX_OK) {
+            ok = ngx_http_pyexec_interp_gen_str(g, PyList_GET_ITEM(figs, 0));
+        }
+        yajl_gen_map_close(g);
+
+    } else if (PyUnicode_GET_LENGTH(text) > 0) {
         ok = ngx_http_pyexec_interp_gen_str(g, text);
 
     } else if (has_value && value != Py_None) {
@@ -560,6 +574,20 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
 
     ngx_http_pyexec_json_str(g, "outputs");
     yajl_gen_array_open(g);
+
+    n = PyList_GET_SIZE(figs);
+    for (i = 0; i < n; i++) {
+        yajl_gen_map_open(g);
+        ngx_http_pyexec_json_kv(g, "mime", (u_char *) "image/png", 9);
+        ngx_http_pyexec_json_str(g, "data");
+        if (ngx_http_pyexec_interp_gen_str(g, PyList_GET_ITEM(figs, i))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+        yajl_gen_map_close(g);
+    }
+
     yajl_gen_array_close(g);
 
     ngx_http_pyexec_json_str(g, "error_name");
