@@ -270,6 +270,8 @@ ngx_http_pyexec_upload_thread(void *data, ngx_log_t *log)
         goto answer;
     }
 
+    (void) mkdir((char *) u->data_dir, 0755);   /* before the first cell */
+
     u->dir_fd = open((char *) u->data_dir, O_RDONLY|O_DIRECTORY);
     if (u->dir_fd == -1) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
@@ -398,9 +400,17 @@ ngx_http_pyexec_upload_part(void *data, ngx_str_t *name, ngx_str_t *filename,
                                                            filename->len)
                        : "a \"files\" part without a filename";
     if (why) {
-        (void) ngx_snprintf((u_char *) u->errbuf, sizeof(u->errbuf) - 1,
-                            "invalid filename \"%V\": %s%Z",
-                            filename, why);
+        /* the name as sent, control bytes shown as '?' */
+        path = (char *) ngx_snprintf((u_char *) u->errbuf,
+                                     sizeof(u->errbuf) - 1,
+                                     "invalid filename \"%V\": %s%Z",
+                                     filename, why);
+        for (last = u->errbuf; last < path - 1; last++) {
+            if ((u_char) *last < 0x20) {
+                *last = '?';
+            }
+        }
+
         u->error = u->errbuf;
         return NGX_ABORT;
     }
