@@ -7,6 +7,7 @@
 #   make clean
 
 PORT      ?= 8123
+LISTEN    ?= 127.0.0.1
 BUILD     ?= $(CURDIR)/build
 DATA_DIR  ?= $(BUILD)/data
 SOCK_DIR  ?= $(BUILD)/run/sock
@@ -18,7 +19,7 @@ TESTS     ?= t/
 
 SRCS := ngx_http_pyexec_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all deps deps-test deps-bench build run test test-only test-asan bench clean
+.PHONY: all deps deps-test deps-bench build conf run test test-only test-asan bench clean
 
 all: build
 
@@ -57,7 +58,7 @@ $(MODULE): $(BUILD)/Makefile src/ngx_http_pyexec_bootstrap.h $(SRCS)
 # workers (nobody, when started as root) bind their sockets in SOCK_DIR
 $(BUILD)/nginx.conf: nginx.conf FORCE
 	@mkdir -p $(BUILD)/logs $(BUILD)/run $(DATA_DIR) $(SOCK_DIR)
-	@sed -e 's/127\.0\.0\.1:8123/127.0.0.1:$(PORT)/' \
+	@sed -e 's/127\.0\.0\.1:8123/$(LISTEN):$(PORT)/' \
 	     -e 's#/run/pyexec/#$(SOCK_DIR)/#g' \
 	     -e 's#^\(    pyexec_data_dir\) .*;#\1 $(DATA_DIR);#' \
 	     -e 's#^\(            alias\) data/;#\1 $(DATA_DIR)/;#' $< > $@.tmp
@@ -66,9 +67,11 @@ $(BUILD)/nginx.conf: nginx.conf FORCE
 
 FORCE:
 
-run: build $(BUILD)/nginx.conf
-	@echo "pyexec: serving on http://127.0.0.1:$(PORT) (data: $(DATA_DIR)); Ctrl-C stops"
-	exec $(NGINX) -p $(BUILD)/ -c $(BUILD)/nginx.conf -e stderr
+conf: $(BUILD)/nginx.conf
+
+run: build conf
+	@echo "pyexec: serving on http://$(LISTEN):$(PORT) (data: $(DATA_DIR)); Ctrl-C stops"
+	@NGINX=$(NGINX) exec tools/serve.sh $(BUILD)
 
 test: deps-test build test-only
 
@@ -99,6 +102,7 @@ test-asan: deps-test
 
 bench: deps-bench build
 	bench/run.sh
+	bench/upload.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) t/servroot*

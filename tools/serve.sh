@@ -1,0 +1,7 @@
+#!/bin/sh
+# serve.sh BUILD_DIR -- nginx in the foreground with the configuration
+# `make conf` rendered into BUILD_DIR.  `make run` and the container both
+# end here; exec, so signals (Ctrl-C, docker stop) reach nginx itself.
+set -eu
+build=${1:?usage: serve.sh BUILD_DIR}
+exec "${NGINX:-/usr/sbin/nginx}" -p "$build/" -c "$build/nginx.conf" -e stderr
