@@ -43,11 +43,17 @@ GET /health
     pyexec_timeout_max 1m;
     pyexec_kill_grace 2s;
     pyexec_json_max_depth 32;
+    pyexec_upload_mode keep;
+    pyexec_io_thread_pool pyexec;
+    pyexec_session_secret "sanity";
 --- config
     location = /health   { pyexec_health; }
     location = /status   { pyexec_status; }
     location = /execute  { pyexec_execute; }
     location /sessions   { pyexec_sessions; }
+    location = /upload   { pyexec_upload; }
+    location = /files    { pyexec_files; }
+    location = /all      { pyexec_sessions_gather /sessions; }
 --- request
 POST /execute
 {"code": "x + 1", "session_id": "sanity"}

@@ -91,3 +91,25 @@ invalid number of arguments in "pyexec_execute" directive
 --- must_die
 --- error_log
 "pyexec_output_max" directive invalid value
+
+
+
+=== TEST 8: pyexec_upload_mode takes replace or keep
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_upload_mode merge;
+--- config
+    location = /upload { pyexec_upload; }
+--- must_die
+--- error_log
+invalid value "merge" in
+
+
+
+=== TEST 9: pyexec_sessions_gather wants URIs
+--- main_config eval: $::MainConfig
+--- config
+    location = /all { pyexec_sessions_gather workers; }
+--- must_die
+--- error_log
+"workers" is not a URI of a location

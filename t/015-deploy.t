@@ -51,6 +51,8 @@ chmod 01777, "$root/data", "$root/sock";
 
 my $pid = fork // die;
 if ($pid == 0) {
+    # a clean environment for make: no variables from a make above us
+    delete @ENV{qw(MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES)};
     $ENV{BUILD} = $root;
     $ENV{PORT} = $port;
     $ENV{LISTEN} = '127.0.0.1';
