@@ -174,6 +174,9 @@ ngx_int_t ngx_http_pyexec_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_pyexec_send_json(ngx_http_request_t *r, ngx_uint_t status,
     yajl_gen g);
 ngx_int_t ngx_http_pyexec_method_not_allowed(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyexec_get_only(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyexec_post_body(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt done);
 
 /* route.c */
 ngx_int_t ngx_http_pyexec_route_add_variables(ngx_conf_t *cf);

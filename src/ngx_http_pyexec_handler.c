@@ -11,7 +11,6 @@
 #include "ngx_http_pyexec_common.h"
 
 
-static ngx_int_t ngx_http_pyexec_get_only(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_health(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_status(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_sessions(ngx_http_request_t *r);
@@ -42,7 +41,6 @@ static ngx_str_t  ngx_http_pyexec_healthy = ngx_string("{\"status\":\"healthy\"}
 ngx_int_t
 ngx_http_pyexec_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
     ngx_http_pyexec_loc_conf_t  *plcf;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyexec_module);
@@ -68,8 +66,18 @@ ngx_http_pyexec_handler(ngx_http_request_t *r)
         return ngx_http_pyexec_files(r);
 
     default: /* NGX_HTTP_PYEXEC_HANDLER_EXECUTE */
-        break;
+        return ngx_http_pyexec_post_body(r, ngx_http_pyexec_execute_body);
     }
+}
+
+
+/* POST only: read the body, then `done` runs; the content handler's rc */
+
+ngx_int_t
+ngx_http_pyexec_post_body(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt done)
+{
+    ngx_int_t  rc;
 
     if (r->method != NGX_HTTP_POST) {
         rc = ngx_http_discard_request_body(r);
@@ -80,7 +88,7 @@ ngx_http_pyexec_handler(ngx_http_request_t *r)
         return ngx_http_pyexec_method_not_allowed(r);
     }
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_pyexec_execute_body);
+    rc = ngx_http_read_client_request_body(r, done);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -92,7 +100,7 @@ ngx_http_pyexec_handler(ngx_http_request_t *r)
 
 /* GET/HEAD only, body discarded: NGX_DECLINED to go on, else a final rc */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_pyexec_get_only(ngx_http_request_t *r)
 {
     ngx_int_t  rc;

@@ -38,9 +38,7 @@ static ngx_int_t ngx_http_pyexec_route_body_id(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
     ngx_str_t *id);
-static ngx_int_t ngx_http_pyexec_variable_session_id(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_pyexec_variable_session_new(ngx_http_request_t *r,
+static ngx_int_t ngx_http_pyexec_variable_session(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_pyexec_variable_worker(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -62,10 +60,10 @@ static ngx_str_t   ngx_http_pyexec_worker_str;
 static ngx_http_variable_t  ngx_http_pyexec_vars[] = {
 
     { ngx_string("pyexec_session_id"), NULL,
-      ngx_http_pyexec_variable_session_id, 0, 0, 0 },
+      ngx_http_pyexec_variable_session, 0, 0, 0 },
 
     { ngx_string("pyexec_session_new"), NULL,
-      ngx_http_pyexec_variable_session_new, 0, 0, 0 },
+      ngx_http_pyexec_variable_session, 1, 0, 0 },
 
     { ngx_string("pyexec_worker"), NULL,
       ngx_http_pyexec_variable_worker, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -377,8 +375,10 @@ ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
 }
 
 
+/* data 0: $pyexec_session_id; data 1: $pyexec_session_new, "1" when minted */
+
 static ngx_int_t
-ngx_http_pyexec_variable_session_id(ngx_http_request_t *r,
+ngx_http_pyexec_variable_session(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_http_pyexec_ctx_t  *ctx;
@@ -387,33 +387,18 @@ ngx_http_pyexec_variable_session_id(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ctx->id.len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-    v->data = ctx->id.data;
+    if (data == 0) {
+        v->len = ctx->id.len;
+        v->data = ctx->id.data;
 
-    return NGX_OK;
-}
-
-
-/* "1" when the front minted $pyexec_session_id, else empty */
-
-static ngx_int_t
-ngx_http_pyexec_variable_session_new(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_pyexec_ctx_t  *ctx;
-
-    if (ngx_http_pyexec_route_resolve(r, &ctx) != NGX_OK) {
-        return NGX_ERROR;
+    } else {
+        v->len = ctx->minted ? 1 : 0;
+        v->data = (u_char *) "1";
     }
 
-    v->len = ctx->minted ? 1 : 0;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
-    v->data = (u_char *) "1";
 
     return NGX_OK;
 }
@@ -455,13 +440,9 @@ ngx_http_pyexec_gather(ngx_http_request_t *r)
     ngx_http_pyexec_loc_conf_t    *plcf;
     ngx_http_pyexec_ctx_t  *ctx;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
+    rc = ngx_http_pyexec_get_only(r);
+    if (rc != NGX_DECLINED) {
         return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_pyexec_method_not_allowed(r);
     }
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyexec_module);

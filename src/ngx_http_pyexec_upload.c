@@ -91,26 +91,7 @@ static ngx_int_t ngx_http_pyexec_files_walk(yajl_gen g, u_char *root,
 ngx_int_t
 ngx_http_pyexec_upload(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
-
-    if (r->method != NGX_HTTP_POST) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_pyexec_method_not_allowed(r);
-    }
-
-    r->request_body_in_single_buf = 0;
-
-    rc = ngx_http_read_client_request_body(r, ngx_http_pyexec_upload_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
+    return ngx_http_pyexec_post_body(r, ngx_http_pyexec_upload_body);
 }
 
 
@@ -815,13 +796,9 @@ ngx_http_pyexec_files(ngx_http_request_t *r)
     ngx_uint_t                    count;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
+    rc = ngx_http_pyexec_get_only(r);
+    if (rc != NGX_DECLINED) {
         return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_pyexec_method_not_allowed(r);
     }
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
