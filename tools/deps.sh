@@ -5,7 +5,7 @@ set -eu
 
 build="gcc make pkgconf nginx nginx-dev libyajl-dev python3-dev"
 run="nginx libpython3.11 libyajl2 python3-numpy python3-pandas python3-matplotlib python3-sklearn"
-test="curl libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml"
+test="curl file libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml"
 bench="wrk python3-fastapi python3-uvicorn python3-psutil"
 
 want=""
