@@ -12,7 +12,7 @@ FROM debian:bookworm-slim
 
 # make and the repo; tools/deps.sh (run by make) installs the rest
 RUN apt-get update -q \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends make \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends make ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/pyexec
@@ -20,6 +20,12 @@ COPY . .
 
 # installs the build and run packages, builds the module (as `make run` does)
 RUN make build && rm -rf /var/lib/apt/lists/*
+
+# the reference data (datasets.manifest: DABstep's context files) from the
+# Hugging Face hub, with the network of whoever builds the image;
+# --build-arg SKIP_DATA=1 builds without it
+ARG SKIP_DATA=
+RUN if [ -z "$SKIP_DATA" ]; then make data DOWNLOAD_DIR=/app/downloaded_data; fi
 
 ENV BUILD=/opt/pyexec/build \
     PORT=8123 \

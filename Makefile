@@ -4,6 +4,7 @@
 #   make test    same install and build, then the whole t/ suite with prove
 #   make build   build/ngx_http_pyexec_module.so only (rebuilds what changed)
 #   make bench   wrk benchmarks against plain nginx (see bench/)
+#   make data    download the datasets of datasets.manifest (DOWNLOAD_DIR)
 #   make clean
 
 PORT      ?= 8123
@@ -11,6 +12,8 @@ LISTEN    ?= 127.0.0.1
 BUILD     ?= $(CURDIR)/build
 DATA_DIR  ?= $(BUILD)/data
 SOCK_DIR  ?= $(BUILD)/run/sock
+DOWNLOAD_DIR ?= $(BUILD)/downloaded_data
+DATASETS  ?=
 NGX_SRC   ?= /usr/share/nginx/src
 NGINX     ?= /usr/sbin/nginx
 MODULE    := $(BUILD)/ngx_http_pyexec_module.so
@@ -19,7 +22,7 @@ TESTS     ?= t/
 
 SRCS := ngx_http_pyexec_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all deps deps-test deps-bench build conf run test test-only test-asan bench clean
+.PHONY: all deps deps-test deps-bench build conf run data test test-only test-asan bench clean
 
 all: build
 
@@ -103,6 +106,11 @@ test-asan: deps-test
 bench: deps-bench build
 	bench/run.sh
 	bench/upload.sh
+
+# the datasets of datasets.manifest (or only DATASETS) into DOWNLOAD_DIR
+data:
+	@tools/deps.sh data
+	/usr/bin/python3 tools/datasets.py --dest $(DOWNLOAD_DIR) $(DATASETS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) t/servroot*

@@ -8,7 +8,7 @@
 use strict;
 use warnings;
 
-use Test::More tests => 14;
+use Test::More tests => 15;
 use Time::HiRes qw(sleep);
 use File::Path qw(make_path remove_tree);
 use Cwd qw(abs_path);
@@ -37,6 +37,7 @@ my $dockerfile = do { local $/; <$df> };
 like($dockerfile, qr/^FROM debian:bookworm-slim$/m, 'debian:bookworm-slim');
 like($dockerfile, qr/^RUN make build\b/m, 'installs and builds with make, as make run does');
 like($dockerfile, qr/DATA_DIR=\/app\/custom_data/, 'the data folder is /app/custom_data');
+like($dockerfile, qr/^RUN .*make data DOWNLOAD_DIR=\/app\/downloaded_data/m, 'the build downloads the datasets (make data)');
 my ($cmd) = $dockerfile =~ /^CMD \["sh", "-c", "(.*)"\]$/m;
 ok($cmd, 'CMD found');
 $cmd =~ s/\\"/"/g if $cmd;

@@ -1,12 +1,13 @@
 #!/bin/sh
 # deps.sh GROUP... -- install the Debian packages a group needs, only those
-# missing, and say which.  Groups: build run test bench.  Idempotent.
+# missing, and say which.  Groups: build run test bench data.  Idempotent.
 set -eu
 
 build="gcc make pkgconf nginx nginx-dev libyajl-dev python3-dev"
 run="nginx libpython3.11 libyajl2 python3-numpy python3-pandas python3-matplotlib python3-sklearn"
 test="curl file libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml"
 bench="wrk python3-fastapi python3-uvicorn python3-psutil"
+data="ca-certificates python3"
 
 want=""
 for g in "$@"; do
