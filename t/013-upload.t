@@ -4,6 +4,11 @@
 # code running in the data folder.
 
 use Test::Nginx::Socket;
+use Cwd qw(abs_path);
+
+# the data folder, outside the servroot (both runners expand $TEST_NGINX_*
+# from the environment)
+$ENV{TEST_NGINX_PYEXEC_DATA} ||= abs_path('t') . '/servroot-upload-data';
 
 repeat_each(1);
 
@@ -15,7 +20,7 @@ thread_pool pyexec_io threads=1;
 _EOC_
 
 our $HttpConfig = <<'_EOC_';
-    pyexec_data_dir $TEST_NGINX_SERVROOT/data;
+    pyexec_data_dir $TEST_NGINX_PYEXEC_DATA;
     pyexec_io_thread_pool pyexec_io;
 _EOC_
 
@@ -24,7 +29,7 @@ our $Config = <<'_EOC_';
     location = /execute { pyexec_execute; }
     location = /files { pyexec_files; }
     location /files/ {
-        alias $TEST_NGINX_SERVROOT/data/;
+        alias $TEST_NGINX_PYEXEC_DATA/;
         error_page 403 404 =404 @no_file;
         location ~ /\. { return 404; }
     }
