@@ -21,6 +21,7 @@ PROVE     ?= prove
 TESTS     ?= t/
 
 SRCS := ngx_http_pyexec_module.c $(wildcard src/*.c src/*.h)
+DOCS_UI := node_modules/swagger-ui-dist/index.html
 
 .PHONY: all deps deps-test deps-bench build conf run data test test-only test-asan bench clean
 
@@ -35,7 +36,7 @@ deps-test:
 deps-bench:
 	@tools/deps.sh build run test bench
 
-build: deps $(MODULE)
+build: deps $(MODULE) $(DOCS_UI)
 
 src/ngx_http_pyexec_bootstrap.h: src/ngx_http_pyexec_bootstrap.py tools/py2c.sh
 	tools/py2c.sh $< $@ ngx_http_pyexec_bootstrap
@@ -63,12 +64,20 @@ $(BUILD)/nginx.conf: nginx.conf FORCE
 	@mkdir -p $(BUILD)/logs $(BUILD)/run $(DATA_DIR) $(SOCK_DIR)
 	@sed -e 's/127\.0\.0\.1:8123/$(LISTEN):$(PORT)/' \
 	     -e 's#/run/pyexec/#$(SOCK_DIR)/#g' \
+	     -e 's#/opt/pyexec/#$(CURDIR)/#g' \
 	     -e 's#^\(    pyexec_data_dir\) .*;#\1 $(DATA_DIR);#' \
 	     -e 's#^\(            alias\) data/;#\1 $(DATA_DIR)/;#' $< > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 	@[ "$$(id -u)" != 0 ] || chown nobody:nogroup $(DATA_DIR) $(SOCK_DIR) 2>/dev/null || true
 
 FORCE:
+
+# Swagger UI for /docs, exactly as package-lock.json pins it (no install
+# scripts: swagger-ui-dist's only dependency is a telemetry hook)
+$(DOCS_UI): package.json package-lock.json
+	@tools/deps.sh docs
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 conf: $(BUILD)/nginx.conf
 

@@ -1,13 +1,14 @@
 #!/bin/sh
 # deps.sh GROUP... -- install the Debian packages a group needs, only those
-# missing, and say which.  Groups: build run test bench data.  Idempotent.
+# missing, and say which.  Groups: build run test bench data docs.  Idempotent.
 set -eu
 
 build="gcc make pkgconf nginx nginx-dev libyajl-dev python3-dev"
 run="nginx libpython3.11 libyajl2 python3-numpy python3-pandas python3-matplotlib python3-sklearn"
-test="curl file libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml"
+test="curl file libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml python3-jsonschema chromium"
 bench="wrk python3-fastapi python3-uvicorn python3-psutil"
 data="ca-certificates python3"
+docs="nodejs npm"
 
 want=""
 for g in "$@"; do
@@ -17,6 +18,11 @@ done
 missing=""
 for p in $want; do
     case " $missing " in *" $p "*) continue ;; esac
+    # node and npm may come from elsewhere (nodesource bundles npm)
+    case $p in
+        nodejs) command -v node >/dev/null && continue ;;
+        npm) command -v npm >/dev/null && continue ;;
+    esac
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case $st in
         *" installed") ;;

@@ -30,6 +30,8 @@ sub render {
     $c =~ s/^pid .*;$/pid logs\/nginx.pid;/m or die "no pid";
     $c =~ s/127\.0\.0\.1:8123/$o{addr}:$o{port}/g or die "no listen";
     $c =~ s{/run/pyexec/}{$root/sock/}g or die "no socket folder";
+    my $repo = abs_path('.');
+    $c =~ s{/opt/pyexec/}{$repo/}g;
     $c =~ s/^(\s*)access_log .*;$/$1access_log off;/m;
     $c =~ s/^http \{$/http {\n$o{http_extra}/m if $o{http_extra};
 
