@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh -- `make bench`: pyexec against plain nginx returning a fixed
 # JSON, measured back to back in one run (this machine is noisy: compare
-# ratios, not absolute req/s).  Both servers run one worker pinned to core 0,
-# wrk runs on core 1.  Prints one table, then trivial /execute through the
-# shipped nginx.conf's routing front (2 workers, also on core 0) against
-# direct and plain nginx, then /health latency while a cell computes on the
-# same worker.
+# ratios, not absolute req/s), and against the reference of the replaced
+# FastAPI service (seedref, from ../shared/bench).  Every server is pinned to
+# core 0, wrk runs on core 1.  One table: each workload on plain nginx, the
+# reference, pyexec direct (one worker) and pyexec through the shipped
+# nginx.conf's routing front (2 workers); then cold start, RSS per idle
+# session, /health latency while a cell computes, and the goals.
 #
 # Env: SECS (5) CONNS (32) ROUNDS (3) WORKLOADS ("health trivial print state
 #      many cpu") BUSY_SECS (5)
@@ -23,6 +24,10 @@ WORKLOADS=${WORKLOADS:-health trivial print state many cpu}
 BASE_PORT=${BASE_PORT:-18999}
 PY_PORT=${PY_PORT:-18998}
 FRONT_PORT=${FRONT_PORT:-18997}
+REF_PORT=${REF_PORT:-18995}
+COLD_PORT=${COLD_PORT:-18994}
+SEEDREF=${SEEDREF:-$ROOT/../shared/bench/seedref}
+IDLE_SESSIONS=${IDLE_SESSIONS:-100000}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
 
@@ -81,6 +86,7 @@ _EOC_
     cat <<_EOC_
     pyexec_data_dir $OUT/py/data;
     pyexec_session_queue 256;
+    pyexec_session_max 1000000;
     server {
         listen 127.0.0.1:$PY_PORT;
         location = /health  { pyexec_health; }
@@ -109,7 +115,15 @@ for s in base py front; do
     taskset -c "$SERVER_CPUS" "$NGINX" -p "$OUT/$s/" -c "$OUT/$s/nginx.conf" -e "$OUT/$s/logs/error.log" &
     pids+=($!)
 done
-for port in $BASE_PORT $PY_PORT $FRONT_PORT; do
+if [ -x "$SEEDREF/run.sh" ]; then
+    CPUS=$SERVER_CPUS "$SEEDREF/run.sh" "$REF_PORT" &
+    pids+=($!)
+    ref=1
+else
+    echo "bench: no reference service at $SEEDREF: its column stays empty" >&2
+    ref=0
+fi
+for port in $BASE_PORT $PY_PORT $FRONT_PORT $( [ $ref = 1 ] && echo $REF_PORT ); do
     for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.02; done
 done
 
@@ -122,33 +136,15 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 
 echo "# pyexec bench: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r)"
 echo "# wrk -t1 -c$CONNS -d${SECS}s on core 1, servers on core 0, $ROUNDS rounds, medians"
-printf '%-8s %12s %12s %8s %9s %9s %7s\n' workload nginx_rps pyexec_rps ratio p50_ms p99_ms non2xx
+echo "# x_nginx, x_ref: req/s over plain nginx's, over the reference's"
+printf '%-8s %-7s %10s %8s %8s %8s %8s %7s\n' workload server rps x_nginx x_ref p50_ms p99_ms non2xx
+targets=("nginx $BASE_PORT" "direct $PY_PORT" "front $FRONT_PORT")
+[ $ref = 1 ] && targets=("nginx $BASE_PORT" "ref $REF_PORT" "direct $PY_PORT" "front $FRONT_PORT")
+declare -A res
 for w in $WORKLOADS; do
-    rb=(); rp=(); ratios=(); p50s=(); p99s=(); bad=0
-    for _ in $(seq "$ROUNDS"); do
-        taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$HERE/lua/$w.lua" "http://127.0.0.1:$PY_PORT" >/dev/null 2>&1 || true
-        read -r b _ _ _ _ <<<"$(run_wrk "http://127.0.0.1:$BASE_PORT" "$w" "$CONNS" "$SECS")"
-        read -r p p50 p99 n2 err <<<"$(run_wrk "http://127.0.0.1:$PY_PORT" "$w" "$CONNS" "$SECS")"
-        rb+=("$b"); rp+=("$p"); p50s+=("$p50"); p99s+=("$p99")
-        ratios+=("$(awk -v a="$p" -v b="$b" 'BEGIN {printf "%.3f", a / b}')")
-        bad=$((bad + n2 + err))
-    done
-    printf '%-8s %12.0f %12.0f %8s %9.2f %9.2f %7s\n' "$w" \
-        "$(printf '%s\n' "${rb[@]}" | median)" "$(printf '%s\n' "${rp[@]}" | median)" \
-        "$(printf '%s\n' "${ratios[@]}" | median)" \
-        "$(printf '%s\n' "${p50s[@]}" | median | awk '{print $1 / 1000}')" \
-        "$(printf '%s\n' "${p99s[@]}" | median | awk '{print $1 / 1000}')" "$bad"
-done
-
-# trivial /execute (one session) and the state cell over 1000 sessions,
-# three ways side by side in each round
-echo
-echo "# routing: plain nginx vs one worker direct vs the shipped front (2 workers), same core"
-printf '%-8s %-22s %12s %8s %9s %9s %7s\n' workload path rps ratio p50_ms p99_ms non2xx
-for w in trivial many; do
     declare -A rr=() r50=() r99=() rbad=()
     for _ in $(seq "$ROUNDS"); do
-        for t in "nginx $BASE_PORT" "direct $PY_PORT" "front $FRONT_PORT"; do
+        for t in "${targets[@]}"; do
             read -r name port <<<"$t"
             taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$HERE/lua/$w.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
             read -r p p50 p99 n2 err <<<"$(run_wrk "http://127.0.0.1:$port" "$w" "$CONNS" "$SECS")"
@@ -157,19 +153,45 @@ for w in trivial many; do
         done
     done
     nrps=$(printf '%s\n' ${rr[nginx]} | median)
-    for name in nginx direct front; do
+    frps=0
+    [ $ref = 1 ] && frps=$(printf '%s\n' ${rr[ref]} | median)
+    for t in "${targets[@]}"; do
+        read -r name _ <<<"$t"
         rps=$(printf '%s\n' ${rr[$name]} | median)
-        case $name in
-            nginx)  label="plain nginx (static)" ;;
-            direct) label="direct, one worker" ;;
-            front)  label="through the front" ;;
-        esac
-        printf '%-8s %-22s %12.0f %8.3f %9.2f %9.2f %7s\n' "$w" "$label" "$rps" \
-            "$(awk -v a="$rps" -v b="$nrps" 'BEGIN {print a / b}')" \
+        p99=$(printf '%s\n' ${r99[$name]} | median | awk '{print $1 / 1000}')
+        res[$w.$name]=$rps; res[$w.$name.p99]=$p99; res[$w.nginx_rps]=$nrps; res[$w.ref_rps]=$frps
+        xref=$(awk -v a="$rps" -v b="$frps" 'BEGIN {print (b > 0) ? sprintf("%.2f", a / b) : "-"}')
+        printf '%-8s %-7s %10.0f %8.3f %8s %8.2f %8.2f %7s\n' "$w" "$name" "$rps" \
+            "$(awk -v a="$rps" -v b="$nrps" 'BEGIN {print a / b}')" "$xref" \
             "$(printf '%s\n' ${r50[$name]} | median | awk '{print $1 / 1000}')" \
-            "$(printf '%s\n' ${r99[$name]} | median | awk '{print $1 / 1000}')" "${rbad[$name]}"
+            "$p99" "${rbad[$name]}"
     done
 done
+
+# cold start (spawn -> first 200 on /health) without preloads, and RSS per
+# idle session with IDLE_SESSIONS sessions in one worker
+mkdir -p "$OUT/cold/logs"
+sed -e "s/listen 127.0.0.1:$PY_PORT/listen 127.0.0.1:$COLD_PORT/" \
+    -e "s#^pid .*#pid $OUT/cold/nginx.pid;#" "$OUT/py/nginx.conf" > "$OUT/cold/nginx.conf"
+coldms() { sed -n 's/.*cold_start_ms=\([0-9]*\).*/\1/p'; }
+cold=$(/usr/bin/python3 "$ROOT/../shared/bench/coldmem.py" --port "$COLD_PORT" --sessions 1 --label pyexec -- \
+       taskset -c "$SERVER_CPUS" "$NGINX" -p "$OUT/cold/" -c "$OUT/cold/nginx.conf" -e "$OUT/cold/logs/error.log" 2>&1 | coldms)
+rcold=-
+if [ $ref = 1 ]; then
+    rcold=$(SEEDREF_LEAN=1 CPUS=$SERVER_CPUS /usr/bin/python3 "$ROOT/../shared/bench/coldmem.py" --port "$COLD_PORT" \
+            --sessions 1 --label ref -- "$SEEDREF/run.sh" "$COLD_PORT" 2>&1 | coldms)
+fi
+wpid=$(curl -s "http://127.0.0.1:$PY_PORT/status" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+idle=$(/usr/bin/python3 "$HERE/idle_sessions.py" "$PY_PORT" "$wpid" "$IDLE_SESSIONS")
+ridle=-
+if [ $ref = 1 ]; then
+    rpid=$(pgrep -f "uvicorn.*--port $REF_PORT" | head -1 || true)
+    [ -n "$rpid" ] && ridle=$(/usr/bin/python3 "$HERE/idle_sessions.py" "$REF_PORT" "$rpid" "$IDLE_SESSIONS")
+fi
+echo
+echo "cold start, spawn -> first 200 on /health, no preloads: pyexec ${cold:-?} ms, reference ${rcold:-?} ms"
+echo "idle sessions (\"None\" in each), pyexec one worker: $idle"
+echo "idle sessions, reference:                          $ridle"
 
 # /health while a cell computes on the same (only) worker: an open-loop
 # probe (sequential GETs 2 ms apart, like a health checker) and, for
@@ -211,3 +233,19 @@ printf '/health under wrk -c4 while the cell runs: %.0f req/s, p50 %.2f ms, p99 
     "$hr" "$(awk -v v="$h50" 'BEGIN {print v / 1000}')" "$(awk -v v="$h99" 'BEGIN {print v / 1000}')" "$((hn2 + herr))"
 awk -v v="$b99" 'BEGIN { print (v > 2.0) ? "GOAL MISSED on a shared core: /health p99 above 2 ms during a busy cell" : "goal met on a shared core: /health p99 <= 2 ms during a busy cell" }'
 awk -v v="$u99" 'BEGIN { print (v > 2.0) ? "GOAL MISSED on two cores: /health p99 above 2 ms during a busy cell" : "goal met on two cores: /health p99 <= 2 ms during a busy cell" }'
+
+# the goals of issue 7, each said met or missed
+goal() { # text condition(awk expression over a b)
+    awk -v a="$2" -v b="$3" "BEGIN { exit !($4) }" && echo "goal met:    $1" || echo "GOAL MISSED: $1"
+}
+tn=${res[trivial.nginx_rps]:-0}; tr=${res[trivial.ref_rps]:-0}
+if [ -n "${res[trivial.direct]:-}" ]; then
+    goal "routed trivial /execute >= 0.25x plain nginx ($(awk -v a="${res[trivial.front]}" -v b="$tn" 'BEGIN {printf "%.3f", a / b}'))" "${res[trivial.front]}" "$tn" 'a >= 0.25 * b'
+    goal "routed trivial /execute >= 10x the reference ($(awk -v a="${res[trivial.front]}" -v b="$tr" 'BEGIN {printf "%.1f", (b > 0) ? a / b : 0}'))" "${res[trivial.front]}" "$tr" 'b > 0 && a >= 10 * b'
+    goal "direct trivial /execute >= 0.4x plain nginx ($(awk -v a="${res[trivial.direct]}" -v b="$tn" 'BEGIN {printf "%.3f", a / b}'))" "${res[trivial.direct]}" "$tn" 'a >= 0.4 * b'
+    goal "direct trivial p99 <= 1 ms at $CONNS connections (${res[trivial.direct.p99]} ms)" "${res[trivial.direct.p99]}" 0 'a <= 1.0'
+    goal "routed trivial p99 <= 1 ms at $CONNS connections (${res[trivial.front.p99]} ms)" "${res[trivial.front.p99]}" 0 'a <= 1.0'
+fi
+per=$(echo "$idle" | sed -n 's/.*bytes_per_session=\([0-9]*\).*/\1/p')
+goal "<= 1 KiB per idle session (${per:-?} bytes)" "${per:-99999}" 0 'a <= 1024'
+goal "cold start <= 100 ms without preloads (${cold:-?} ms)" "${cold:-99999}" 0 'a <= 100'

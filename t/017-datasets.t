@@ -16,6 +16,9 @@ use IO::Socket::INET;
 use Cwd qw(abs_path);
 
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 6;
+
+# no nginx here: nothing for `make test-asan`'s preloaded sanitizer to watch
+delete $ENV{LD_PRELOAD};
 my $repo = abs_path('.');
 my $tmp = tempdir(CLEANUP => 1);
 my $dest = "$tmp/downloaded";

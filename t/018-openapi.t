@@ -27,7 +27,11 @@ my $file = do { local $/; <$f> };
 is($code, 200, 'GET /openapi.json');
 ok($body eq $file, '... is the repo\'s openapi.json');
 
-my @out = `/usr/bin/python3 t/lib/openapi_check.py http://127.0.0.1:$port openapi.json 2>&1`;
+my @out = do {
+    local $ENV{LD_PRELOAD};     # the client runs without the server's sanitizer
+    delete $ENV{LD_PRELOAD};
+    `/usr/bin/python3 t/lib/openapi_check.py http://127.0.0.1:$port openapi.json 2>&1`;
+};
 my $rc = $? >> 8;
 for (@out) {
     chomp;
