@@ -90,6 +90,7 @@ _EOC_
     server {
         listen 127.0.0.1:$PY_PORT;
         location = /health  { pyexec_health; }
+        location = /status  { pyexec_status; }
         location = /execute { pyexec_execute; }
     }
 }
