@@ -11,6 +11,8 @@
 
 
 static ngx_int_t ngx_http_pyexec_preconfiguration(ngx_conf_t *cf);
+static char *ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static void *ngx_http_pyexec_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf);
@@ -102,6 +104,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyexec_main_conf_t, io_thread_pool_name),
+      NULL },
+
+    { ngx_string("pyexec_auth_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyexec_set_token,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("pyexec_worker_socket"),
@@ -201,7 +210,7 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
 
 static ngx_http_module_t  ngx_http_pyexec_module_ctx = {
     ngx_http_pyexec_preconfiguration,      /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_pyexec_auth_init,             /* postconfiguration */
 
     ngx_http_pyexec_create_main_conf,      /* create main configuration */
     ngx_http_pyexec_init_main_conf,        /* init main configuration */
@@ -357,7 +366,10 @@ ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
      *
      *     plcf->kind = 0;
      *     plcf->gather = NULL;
+     *     plcf->auth_token = { 0, NULL };
      */
+
+    plcf->auth_token.len = NGX_CONF_UNSET_SIZE;
 
     return plcf;
 }
@@ -366,7 +378,49 @@ ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    /* handlers are per location and never inherited */
+    ngx_http_pyexec_loc_conf_t *prev = parent;
+    ngx_http_pyexec_loc_conf_t *conf = child;
+
+    /* handlers are per location and never inherited; the token is */
+
+    if (conf->auth_token.len == NGX_CONF_UNSET_SIZE) {
+        if (prev->auth_token.len == NGX_CONF_UNSET_SIZE) {
+            ngx_str_null(&conf->auth_token);
+
+        } else {
+            conf->auth_token = prev->auth_token;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* pyexec_auth_token <token> | off */
+
+static char *
+ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyexec_loc_conf_t *plcf = conf;
+
+    ngx_str_t  *value;
+
+    if (plcf->auth_token.len != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        ngx_str_null(&plcf->auth_token);
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len < 16) {
+        return "must be at least 16 characters";
+    }
+
+    plcf->auth_token = value[1];
 
     return NGX_CONF_OK;
 }

@@ -82,6 +82,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                   kind;
     ngx_array_t                 *gather;      /* of ngx_str_t: URIs */
+    ngx_str_t                    auth_token;  /* empty: open */
 } ngx_http_pyexec_loc_conf_t;
 
 
@@ -190,6 +191,9 @@ ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
     ngx_str_t *id);
 ngx_int_t ngx_http_pyexec_gather(ngx_http_request_t *r);
+
+/* auth.c */
+ngx_int_t ngx_http_pyexec_auth_init(ngx_conf_t *cf);
 
 /* upload.c */
 ngx_int_t ngx_http_pyexec_upload(ngx_http_request_t *r);

@@ -46,6 +46,7 @@ GET /health
     pyexec_upload_mode keep;
     pyexec_io_thread_pool pyexec;
     pyexec_session_secret "sanity";
+    pyexec_auth_token off;
 --- config
     location = /health   { pyexec_health; }
     location = /status   { pyexec_status; }
