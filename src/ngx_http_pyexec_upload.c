@@ -58,6 +58,7 @@ typedef struct {
     ngx_uint_t                   in_file;
     char                       **names;       /* malloc'd, staged files */
     ngx_uint_t                   nnames;
+    ngx_uint_t                   nalloc;
     char                         errbuf[NGX_HTTP_PYEXEC_PARAM_MAX + 128];
     const char                  *error;       /* success: false */
 
@@ -84,8 +85,8 @@ static int ngx_http_pyexec_open_parent(int dir_fd, char *path,
     ngx_uint_t create, char **last);
 static void ngx_http_pyexec_remove_tree(int dir_fd, const char *name,
     const char *keep);
-static ngx_int_t ngx_http_pyexec_files_walk(yajl_gen g, u_char *root,
-    size_t root_len, u_char *rel, size_t rel_len, ngx_uint_t *count);
+static void ngx_http_pyexec_files_walk(yajl_gen g, int fd, u_char *rel,
+    size_t rel_len, ngx_uint_t *count);
 
 
 ngx_int_t
@@ -204,24 +205,17 @@ ngx_http_pyexec_upload_done(ngx_event_t *ev)
     r->main->blocked--;
     r->aio = 0;
 
-    if (u->gen == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else if (u->status == NGX_HTTP_BAD_REQUEST
-               || u->status == NGX_HTTP_UNPROCESSABLE_ENTITY)
-    {
+    if (u->status != NGX_HTTP_OK) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "pyexec: upload refused: %s",
                       u->error ? u->error : "no files");
-        rc = ngx_http_pyexec_send_json(r, u->status, u->gen);
 
-    } else {
-        if (u->error) {
-            ngx_log_error(NGX_LOG_WARN, c->log, 0, "pyexec: upload failed: %s",
-                          u->error);
-        }
-
-        rc = ngx_http_pyexec_send_json(r, u->status, u->gen);
+    } else if (u->error) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0, "pyexec: upload failed: %s",
+                      u->error);
     }
+
+    rc = u->gen ? ngx_http_pyexec_send_json(r, u->status, u->gen)
+                : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -293,10 +287,6 @@ ngx_http_pyexec_upload_thread(void *data, ngx_log_t *log)
     }
 
 answer:
-
-    if (u->status == NGX_HTTP_OK && u->error) {
-        u->nnames = 0;      /* nothing was kept */
-    }
 
     ngx_http_pyexec_upload_answer(u);
     ngx_http_pyexec_upload_cleanup(u);
@@ -401,21 +391,29 @@ ngx_http_pyexec_upload_part(void *data, ngx_str_t *name, ngx_str_t *filename,
         return NGX_ABORT;
     }
 
+    if (u->nnames == u->nalloc) {
+        names = ngx_alloc((u->nalloc ? 2 * u->nalloc : 16) * sizeof(char *),
+                          u->log);
+        if (names == NULL) {
+            u->error = "out of memory";
+            return NGX_ABORT;
+        }
+
+        if (u->nnames) {
+            ngx_memcpy(names, u->names, u->nnames * sizeof(char *));
+        }
+
+        ngx_free(u->names);
+        u->names = names;
+        u->nalloc = u->nalloc ? 2 * u->nalloc : 16;
+    }
+
     path = ngx_alloc(filename->len + 1, u->log);
-    names = ngx_alloc((u->nnames + 1) * sizeof(char *), u->log);
-    if (path == NULL || names == NULL) {
-        ngx_free(path);
-        ngx_free(names);
+    if (path == NULL) {
         u->error = "out of memory";
         return NGX_ABORT;
     }
 
-    if (u->nnames) {
-        ngx_memcpy(names, u->names, u->nnames * sizeof(char *));
-    }
-
-    ngx_free(u->names);
-    u->names = names;
     (void) ngx_cpystrn((u_char *) path, filename->data, filename->len + 1);
     u->names[u->nnames++] = path;
 
@@ -790,6 +788,7 @@ ngx_http_pyexec_upload_cleanup(ngx_http_pyexec_upload_t *u)
 ngx_int_t
 ngx_http_pyexec_files(ngx_http_request_t *r)
 {
+    int                           fd;
     u_char                        rel[PATH_MAX];
     yajl_gen                      g;
     ngx_int_t                     rc;
@@ -814,9 +813,13 @@ ngx_http_pyexec_files(ngx_http_request_t *r)
     ngx_http_pyexec_json_str(g, "files");
     yajl_gen_array_open(g);
 
-    if (pmcf->data_dir.len) {
-        (void) ngx_http_pyexec_files_walk(g, pmcf->data_dir.data,
-                                          pmcf->data_dir.len, rel, 0, &count);
+    if (pmcf->data_dir.len && pmcf->data_dir.len < sizeof(rel)) {
+        (void) ngx_cpystrn(rel, pmcf->data_dir.data, pmcf->data_dir.len + 1);
+
+        fd = open((char *) rel, O_RDONLY|O_DIRECTORY);
+        if (fd != -1) {
+            ngx_http_pyexec_files_walk(g, fd, rel, 0, &count);
+        }
     }
 
     yajl_gen_array_close(g);
@@ -828,29 +831,31 @@ ngx_http_pyexec_files(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_files_walk(yajl_gen g, u_char *root, size_t root_len,
-    u_char *rel, size_t rel_len, ngx_uint_t *count)
+/*
+ * One directory, opened as `fd` (closed here), whose path below the data
+ * folder is rel[0..rel_len): frames stay small however deep the tree is,
+ * and the walk stops once the listing is over its cap.
+ */
+
+static void
+ngx_http_pyexec_files_walk(yajl_gen g, int fd, u_char *rel, size_t rel_len,
+    ngx_uint_t *count)
 {
-    u_char          path[PATH_MAX];
+    int             sub;
     size_t          n;
     DIR            *dir;
     struct stat     st;
     struct dirent  *de;
 
-    if (root_len + 1 + rel_len >= PATH_MAX) {
-        return NGX_ERROR;
-    }
-
-    (void) ngx_snprintf(path, sizeof(path), "%*s/%*s%Z",
-                        root_len, root, rel_len, rel);
-
-    dir = opendir((char *) path);
+    dir = fdopendir(fd);
     if (dir == NULL) {
-        return NGX_ERROR;
+        (void) close(fd);
+        return;
     }
 
-    while ((de = readdir(dir)) != NULL) {
+    while (*count <= NGX_HTTP_PYEXEC_LIST_MAX
+           && (de = readdir(dir)) != NULL)
+    {
         if (de->d_name[0] == '.'
             && (de->d_name[1] == '\0'
                 || (de->d_name[1] == '.' && de->d_name[2] == '\0')
@@ -879,8 +884,12 @@ ngx_http_pyexec_files_walk(yajl_gen g, u_char *root, size_t root_len,
         }
 
         if (S_ISDIR(st.st_mode)) {
-            (void) ngx_http_pyexec_files_walk(g, root, root_len, rel, n,
-                                              count);
+            sub = openat(dirfd(dir), de->d_name,
+                         O_RDONLY|O_DIRECTORY|O_NOFOLLOW);
+            if (sub != -1) {
+                ngx_http_pyexec_files_walk(g, sub, rel, n, count);
+            }
+
             continue;
         }
 
@@ -898,6 +907,4 @@ ngx_http_pyexec_files_walk(yajl_gen g, u_char *root, size_t root_len,
     }
 
     (void) closedir(dir);
-
-    return NGX_OK;
 }
