@@ -336,10 +336,8 @@ ngx_http_pyexec_socket_exit_process(void)
         (void) unlink((char *) ws->path);
     }
 
-    if (ws->c) {
-        ngx_close_connection(ws->c);
-        ws->c = NULL;
-    }
+    /* no event loop is left to serve what is queued */
+    ngx_http_pyexec_socket_close(ws, 0);
 
     ngx_http_pyexec_socket = NULL;
 }
