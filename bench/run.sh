@@ -34,9 +34,8 @@ MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
 command -v wrk >/dev/null || { echo "bench: wrk missing (make deps-bench)" >&2; exit 2; }
 [ -f "$MODULE" ] || { echo "bench: $MODULE missing (make build)" >&2; exit 2; }
 
-mkdir -p "$OUT/base/logs" "$OUT/py/logs" "$OUT/py/data" \
-         "$OUT/front/logs" "$OUT/front/run" "$OUT/front/data" "$OUT/front/sock"
-[ "$(id -u)" != 0 ] || chown nobody:nogroup "$OUT/front/data" "$OUT/front/sock"
+mkdir -p "$OUT/base/logs" "$OUT/py/logs" "$OUT/py/data"
+. "$HERE/shipped.sh"
 user=""; [ "$(id -u)" = 0 ] && user="user root;"
 
 common() { # prefix port
@@ -100,13 +99,8 @@ _EOC_
 # the shipped configuration, as `make run` renders it, on its own port
 # (session queue as deep as the direct server's: wrk's 32 connections
 # share one session in the trivial workload)
-sed -e "s/127\.0\.0\.1:8123/127.0.0.1:$FRONT_PORT/" \
-    -e "s#/run/pyexec/#$OUT/front/sock/#g" \
-    -e "s#^load_module .*;#load_module $MODULE;#" \
-    -e "s#^error_log .*;#error_log $OUT/front/logs/error.log warn;#" \
-    -e "s#^\(    access_log\) .*;#\1 off;#" \
-    -e "s/pyexec_session_queue 16;/pyexec_session_queue 256;/" \
-    "$ROOT/nginx.conf" > "$OUT/front/nginx.conf"
+shipped_conf "$OUT/front" "$FRONT_PORT" \
+    "s/pyexec_session_queue 16;/pyexec_session_queue 256;/"
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

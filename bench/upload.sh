@@ -18,15 +18,8 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
 
 rm -rf "$OUT"
-mkdir -p "$OUT/logs" "$OUT/run" "$OUT/data" "$OUT/sock"
-[ "$(id -u)" != 0 ] || chown nobody:nogroup "$OUT/data" "$OUT/sock" "$OUT/run"
-
-sed -e "s/127\.0\.0\.1:8123/127.0.0.1:$PORT/" \
-    -e "s#/run/pyexec/#$OUT/sock/#g" \
-    -e "s#^load_module .*;#load_module $MODULE;#" \
-    -e "s#^error_log .*;#error_log $OUT/logs/error.log warn;#" \
-    -e "s#^\(    access_log\) .*;#\1 off;#" \
-    "$ROOT/nginx.conf" > "$OUT/nginx.conf"
+. "$HERE/shipped.sh"
+shipped_conf "$OUT" "$PORT"
 
 "$NGINX" -p "$OUT/" -c "$OUT/nginx.conf" -e "$OUT/logs/error.log" &
 master=$!

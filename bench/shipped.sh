@@ -1,0 +1,19 @@
+# bench/shipped.sh -- sourced by bench/*.sh: the repo's nginx.conf, as
+# `make run` renders it, under DIR on PORT (logs to DIR/logs, sockets in
+# DIR/sock, access log off), plus any extra sed expressions; written to
+# DIR/nginx.conf.
+#   shipped_conf DIR PORT [SED_EXPR...]
+shipped_conf() {
+    local dir=$1 port=$2 e extra=()
+    shift 2
+    for e in "$@"; do extra+=(-e "$e"); done
+    mkdir -p "$dir/logs" "$dir/run" "$dir/data" "$dir/sock"
+    [ "$(id -u)" != 0 ] || chown nobody:nogroup "$dir/data" "$dir/sock" "$dir/run"
+    sed -e "s/127\.0\.0\.1:8123/127.0.0.1:$port/" \
+        -e "s#/run/pyexec/#$dir/sock/#g" \
+        -e "s#/opt/pyexec/#$ROOT/#g" \
+        -e "s#^load_module .*;#load_module $MODULE;#" \
+        -e "s#^error_log .*;#error_log $dir/logs/error.log warn;#" \
+        -e "s#^\(    access_log\) .*;#\1 off;#" \
+        "${extra[@]}" "$ROOT/nginx.conf" > "$dir/nginx.conf"
+}
