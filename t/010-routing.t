@@ -19,15 +19,13 @@ use lib 't/lib';
 use Pyexec::Instance;
 use Pyexec::Shipped;
 
-my $mod = $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
+$ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 2;
 my $root = abs_path('.') . "/t/servroot-routing";
 
-my $ng = Pyexec::Instance->new(root => $root, port => $port);
+my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
 
-ok($ng->start(Pyexec::Shipped::render(root => $root, addr => '127.0.0.1',
-                                      port => $port, mod => $mod)),
-   'the shipped nginx.conf starts and answers /health')
+ok($ng->start(), 'the shipped nginx.conf starts and answers /health')
     or BAIL_OUT("cannot start:\n" . $ng->log_text());
 
 my $counter = "n = globals().get('n', 0) + 1\nn";

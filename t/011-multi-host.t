@@ -23,11 +23,9 @@ my $secret = 'pyexec_session_secret "test-secret";';
 my %host;
 for my $name ('a', 'b') {
     my $addr = $name eq 'a' ? '127.0.0.2' : '127.0.0.3';
-    my $ng = Pyexec::Instance->new(root => "$base/$name", addr => $addr, port => $port);
-    ok($ng->start(Pyexec::Shipped::render(root => "$base/$name", addr => $addr,
-                                          port => $port, mod => $mod,
-                                          http_extra => "    $secret")),
-       "host $name on $addr starts") or BAIL_OUT($ng->log_text());
+    my $ng = Pyexec::Shipped::instance(root => "$base/$name", addr => $addr,
+                                       port => $port, http_extra => "    $secret");
+    ok($ng->start(), "host $name on $addr starts") or BAIL_OUT($ng->log_text());
     $host{$name} = $ng;
 }
 

@@ -14,7 +14,7 @@ use lib 't/lib';
 use Pyexec::Instance;
 use Pyexec::Shipped;
 
-my $mod = $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
+$ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 5;
 my $root = abs_path('.') . "/t/servroot-walkthrough";
 my $repo = abs_path('.');
@@ -39,10 +39,8 @@ while (@lines) {
 
 plan tests => 1 + 2 * @steps;
 
-my $ng = Pyexec::Instance->new(root => $root, port => $port);
-ok($ng->start(Pyexec::Shipped::render(root => $root, addr => '127.0.0.1',
-                                      port => $port, mod => $mod)),
-   'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
+my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
+ok($ng->start(), 'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
 
 my $work = tempdir(CLEANUP => 1);
 system('cp', '-r', "$repo/examples", "$work/");

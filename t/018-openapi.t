@@ -12,14 +12,12 @@ use lib 't/lib';
 use Pyexec::Instance;
 use Pyexec::Shipped;
 
-my $mod = $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
+$ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 7;
 my $root = abs_path('.') . "/t/servroot-openapi";
 
-my $ng = Pyexec::Instance->new(root => $root, port => $port);
-ok($ng->start(Pyexec::Shipped::render(root => $root, addr => '127.0.0.1',
-                                      port => $port, mod => $mod)),
-   'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
+my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
+ok($ng->start(), 'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
 
 my ($code, $body, $h) = $ng->http('GET', '/openapi.json');
 open my $f, '<', 'openapi.json' or die $!;

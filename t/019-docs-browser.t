@@ -21,16 +21,14 @@ my ($chromium) = grep { -x } '/usr/bin/chromium', '/usr/bin/chromium-browser';
 plan skip_all => 'chromium is not installed (make deps-test installs it)' unless $chromium;
 plan tests => 6;
 
-my $mod = $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
+$ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 8;
 my $root = abs_path('.') . "/t/servroot-docs";
 my $shot = abs_path('.') . "/build/docs-screenshot.png";
 make_path(abs_path('.') . "/build");
 
-my $ng = Pyexec::Instance->new(root => $root, port => $port);
-ok($ng->start(Pyexec::Shipped::render(root => $root, addr => '127.0.0.1',
-                                      port => $port, mod => $mod)),
-   'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
+my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
+ok($ng->start(), 'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
 
 sub browse {
     my (@what) = @_;

@@ -10,6 +10,20 @@ use warnings;
 use File::Path qw(make_path);
 use Cwd qw(abs_path);
 
+# a Pyexec::Instance of the shipped configuration, written, not started;
+# mod defaults to TEST_NGINX_LOAD_MODULES, addr to 127.0.0.1
+sub instance {
+    my (%o) = @_;
+    $o{addr} //= '127.0.0.1';
+    $o{mod} //= $ENV{TEST_NGINX_LOAD_MODULES}
+        or die "TEST_NGINX_LOAD_MODULES not set\n";
+    require Pyexec::Instance;
+    my $ng = Pyexec::Instance->new(root => $o{root}, addr => $o{addr},
+                                   port => $o{port});
+    $ng->write_conf(render(%o));
+    return $ng;
+}
+
 sub render {
     my (%o) = @_;    # root, addr, port, mod, http_extra
     my $file = abs_path('.') . '/nginx.conf';
