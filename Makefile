@@ -5,6 +5,7 @@
 #   make build   build/ngx_http_pyexec_module.so only (rebuilds what changed)
 #   make bench   wrk benchmarks against plain nginx (see bench/)
 #   make data    download the datasets of datasets.manifest (DOWNLOAD_DIR)
+#   make fuzz    libFuzzer on the request-JSON and multipart parsers (fuzz/)
 #   make clean
 
 PORT      ?= 8123
@@ -23,7 +24,8 @@ TESTS     ?= t/
 SRCS := ngx_http_pyexec_module.c $(wildcard src/*.c src/*.h)
 DOCS_UI := node_modules/swagger-ui-dist/index.html
 
-.PHONY: all deps deps-test deps-bench build conf run data test test-only test-asan bench clean
+.PHONY: all deps deps-test deps-bench build conf run data test test-only test-asan bench clean \
+        fuzz fuzz-build fuzz-merge fuzz-replay soak
 
 all: build
 
@@ -120,6 +122,60 @@ bench: deps-bench build
 data:
 	@tools/deps.sh data
 	/usr/bin/python3 tools/datasets.py --dest $(DOWNLOAD_DIR) $(DATASETS)
+
+# libFuzzer (clang) over the two parsers that read network bytes; each
+# harness runs FUZZ_RUNS inputs from the corpus kept in fuzz/corpus/ and
+# writes what it finds new to $(BUILD)/fuzz/new-*, which `make fuzz-merge`
+# minimises into the repo's corpus.  fuzz-replay (part of `make test`)
+# runs the kept corpus through the same harnesses built with gcc + ASan.
+FUZZ_RUNS   ?= 10000000
+FUZZ_FLAGS  ?=
+FUZZ_TARGETS := json multipart
+FUZZ_INCS = -I$(BUILD) $(patsubst %,-I$(NGX_SRC)/src/%,core event event/modules \
+            os/unix http http/modules http/v2) -Isrc -Ifuzz \
+            $$(pkg-config --cflags python3-embed)
+FUZZ_SRCS = fuzz/fuzz_$(1).c fuzz/ngx_fuzz_stubs.c src/ngx_http_pyexec_$(1).c
+FUZZ_DEPS := fuzz/ngx_fuzz.h fuzz/ngx_fuzz_stubs.c src/ngx_http_pyexec_common.h \
+             src/ngx_http_pyexec_multipart.h
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c src/ngx_http_pyexec_%.c $(FUZZ_DEPS) $(BUILD)/Makefile
+	@mkdir -p $(@D)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $(FUZZ_INCS) \
+	    $(call FUZZ_SRCS,$*) -lyajl -o $@
+
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c src/ngx_http_pyexec_%.c fuzz/fuzz_replay.c $(FUZZ_DEPS) $(BUILD)/Makefile
+	@mkdir -p $(@D)
+	gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	    $(FUZZ_INCS) $(call FUZZ_SRCS,$*) fuzz/fuzz_replay.c -lyajl -o $@
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+fuzz: deps
+	@tools/deps.sh fuzz
+	$(MAKE) fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/new-$$t; \
+	    echo "fuzz: $$t, $(FUZZ_RUNS) runs"; \
+	    $(BUILD)/fuzz/fuzz_$$t -runs=$(FUZZ_RUNS) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/crash-$$t- $(FUZZ_FLAGS) \
+	        $(BUILD)/fuzz/new-$$t fuzz/corpus/$$t > $(BUILD)/fuzz/$$t.log 2>&1; \
+	    rc=$$?; \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done )' \
+	        $(BUILD)/fuzz/$$t.log; \
+	    [ $$rc = 0 ] || { tail -n 40 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+	done
+
+fuzz-merge: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    $(BUILD)/fuzz/fuzz_$$t -merge=1 fuzz/corpus/$$t $(BUILD)/fuzz/new-$$t; \
+	done
+
+fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
+	@for t in $(FUZZ_TARGETS); do \
+	    printf 'fuzz-replay %s: ' $$t; \
+	    $(BUILD)/fuzz/replay_$$t fuzz/corpus/$$t/* || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) t/servroot*

@@ -161,7 +161,9 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
                                    "value_error.missing");
     }
 
-    if (req->has_code
+    /* has_code with no data: code was of another type, reported above */
+
+    if (req->has_code && req->code.data
         && ngx_strlchr(req->code.data, req->code.data + req->code.len, '\0'))
     {
         ngx_http_pyexec_json_error(&ctx, "code",

@@ -261,6 +261,11 @@ ngx_http_pyexec_multipart_headers(ngx_http_pyexec_multipart_t *mp)
         if (eol - p > 20
             && ngx_strncasecmp(p, (u_char *) "content-disposition:", 20) == 0)
         {
+            if (has_disposition) {
+                return ngx_http_pyexec_multipart_fail(mp,
+                    "a multipart part has two Content-Disposition headers");
+            }
+
             has_disposition = 1;
 
             if (ngx_http_pyexec_multipart_param(p + 20, eol, "name",

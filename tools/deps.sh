@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh GROUP... -- install the Debian packages a group needs, only those
-# missing, and say which.  Groups: build run test bench data docs.  Idempotent.
+# missing, and say which.  Groups: build run test bench data docs fuzz.  Idempotent.
 set -eu
 
 build="gcc make pkgconf nginx nginx-dev libyajl-dev python3-dev"
@@ -8,6 +8,7 @@ run="nginx libpython3.11 libyajl2 python3-numpy python3-pandas python3-matplotli
 test="curl file libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml python3-jsonschema chromium"
 bench="wrk python3-fastapi python3-uvicorn python3-psutil"
 data="ca-certificates python3"
+fuzz="clang libclang-rt-14-dev"
 docs="nodejs npm"
 
 want=""

@@ -1,0 +1,176 @@
+
+/*
+ * Copyright (C) pyexec authors
+ *
+ * libFuzzer harness for the request-JSON parser (the body of POST
+ * /execute, parsed by the front and by the worker) and for the copy of
+ * a worker's session list that the front's gather does.
+ *
+ * What must hold for any input:
+ *  - an accepted body has a code string with no NUL, a session id of at
+ *    most 256 bytes with no NUL, a positive timeout, and is JSON that
+ *    yajl's tree parser accepts too;
+ *  - a refused body gets a 422 document: JSON with a non-empty "detail";
+ *  - when an allocation fails, the parser says so (NGX_ERROR), whichever
+ *    allocation it is;
+ *  - the gather's copy either leaves the generator untouched or adds
+ *    valid JSON.
+ */
+
+
+#include "ngx_fuzz.h"
+
+#include <yajl/yajl_tree.h>
+
+
+#define NGX_FUZZ_DEPTH  64
+
+
+static void ngx_fuzz_json_detail(ngx_str_t *err);
+static void ngx_fuzz_json_copy(const uint8_t *data, size_t size);
+static yajl_val ngx_fuzz_json_tree(const u_char *p, size_t len);
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    u_char                     *buf;
+    size_t                      n;
+    ngx_int_t                   rc;
+    ngx_str_t                   err;
+    yajl_val                    tree;
+    ngx_http_pyexec_request_t   req;
+
+    /* an exact-size copy: a read past the end is caught */
+    buf = malloc(size ? size : 1);
+    ngx_fuzz_assert(buf != NULL);
+    ngx_memcpy(buf, data, size);
+
+    ngx_fuzz_pool_reset(0);
+
+    rc = ngx_http_pyexec_json_parse_request(NULL, buf, size, NGX_FUZZ_DEPTH,
+                                            &req, &err);
+
+    if (rc == NGX_OK) {
+        ngx_fuzz_assert(req.has_code);
+        ngx_fuzz_assert(req.code.data[req.code.len] == '\0');
+        ngx_fuzz_assert(ngx_strlchr(req.code.data,
+                                    req.code.data + req.code.len, '\0')
+                        == NULL);
+
+        if (req.has_session_id) {
+            ngx_fuzz_assert(req.session_id.len
+                            <= NGX_HTTP_PYEXEC_SESSION_ID_MAX);
+            ngx_fuzz_assert(ngx_strlchr(req.session_id.data,
+                                        req.session_id.data
+                                        + req.session_id.len, '\0')
+                            == NULL);
+        }
+
+        if (req.has_timeout) {
+            ngx_fuzz_assert(req.timeout > 0);
+        }
+
+        tree = ngx_fuzz_json_tree(buf, size);
+        ngx_fuzz_assert(tree != NULL && YAJL_IS_OBJECT(tree));
+        yajl_tree_free(tree);
+
+    } else {
+        ngx_fuzz_assert(rc == NGX_DECLINED);
+        ngx_fuzz_json_detail(&err);
+    }
+
+    /* again, with each allocation failing in turn (one per input) */
+
+    n = ngx_fuzz_pool_count();
+
+    if (n) {
+        ngx_fuzz_pool_reset(1 + (size * 31 + (size ? data[0] : 0)) % n);
+        rc = ngx_http_pyexec_json_parse_request(NULL, buf, size,
+                                                NGX_FUZZ_DEPTH, &req, &err);
+        ngx_fuzz_assert(rc == NGX_ERROR);
+    }
+
+    ngx_fuzz_pool_reset(0);
+
+    ngx_fuzz_json_copy(buf, size);
+
+    free(buf);
+
+    return 0;
+}
+
+
+static void
+ngx_fuzz_json_detail(ngx_str_t *err)
+{
+    yajl_val     tree, detail;
+    const char  *path[] = { "detail", NULL };
+
+    ngx_fuzz_assert(err->data != NULL && err->len > 0);
+
+    tree = ngx_fuzz_json_tree(err->data, err->len);
+    ngx_fuzz_assert(tree != NULL);
+
+    detail = yajl_tree_get(tree, path, yajl_t_array);
+    ngx_fuzz_assert(detail != NULL && YAJL_GET_ARRAY(detail)->len > 0);
+
+    yajl_tree_free(tree);
+}
+
+
+static void
+ngx_fuzz_json_copy(const uint8_t *data, size_t size)
+{
+    size_t                len, before;
+    yajl_val              tree;
+    ngx_int_t             rc;
+    yajl_gen              g;
+    const unsigned char  *out;
+
+    g = ngx_http_pyexec_json_gen();
+    ngx_fuzz_assert(g != NULL);
+
+    yajl_gen_array_open(g);
+    (void) yajl_gen_get_buf(g, &out, &before);
+
+    rc = ngx_http_pyexec_json_copy_array(g, (u_char *) data, size,
+                                         "sessions", NGX_FUZZ_DEPTH);
+
+    ngx_fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
+
+    if (rc == NGX_DECLINED) {
+        (void) yajl_gen_get_buf(g, &out, &len);
+        ngx_fuzz_assert(len == before);
+    }
+
+    ngx_fuzz_assert(yajl_gen_array_close(g) == yajl_gen_status_ok);
+    ngx_fuzz_assert(yajl_gen_get_buf(g, &out, &len) == yajl_gen_status_ok);
+
+    tree = ngx_fuzz_json_tree(out, len);
+    ngx_fuzz_assert(tree != NULL && YAJL_IS_ARRAY(tree));
+    yajl_tree_free(tree);
+
+    yajl_gen_free(g);
+}
+
+
+/* yajl_tree_parse() wants a C string */
+
+static yajl_val
+ngx_fuzz_json_tree(const u_char *p, size_t len)
+{
+    char      *s;
+    yajl_val   v;
+
+    s = malloc(len + 1);
+    ngx_fuzz_assert(s != NULL);
+    ngx_memcpy(s, p, len);
+    s[len] = '\0';
+
+    v = yajl_tree_parse(s, NULL, 0);
+
+    free(s);
+
+    return v;
+}
