@@ -15,6 +15,8 @@ static char *ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_pyexec_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_pyexec_set_size_off(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void *ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -28,6 +30,10 @@ static ngx_int_t ngx_http_pyexec_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_pyexec_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pyexec_exit_process(ngx_cycle_t *cycle);
 
+
+/* below 64m the interpreter and its libraries do not even start */
+static off_t  ngx_http_pyexec_memory_min = 64 * 1024 * 1024;
+static off_t  ngx_http_pyexec_registry_min = 64 * 1024;
 
 static ngx_conf_post_t  ngx_http_pyexec_positive_post = {
     ngx_http_pyexec_check_positive
@@ -197,6 +203,20 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, kill_grace),
       NULL },
 
+    { ngx_string("pyexec_memory_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyexec_set_size_off,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, memory_limit),
+      &ngx_http_pyexec_memory_min },
+
+    { ngx_string("pyexec_session_registry"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyexec_set_size_off,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_registry),
+      &ngx_http_pyexec_registry_min },
+
     { ngx_string("pyexec_json_max_depth"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -279,6 +299,8 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->timeout_max = NGX_CONF_UNSET_MSEC;
     pmcf->kill_grace = NGX_CONF_UNSET_MSEC;
     pmcf->json_max_depth = NGX_CONF_UNSET_UINT;
+    pmcf->memory_limit = NGX_CONF_UNSET;
+    pmcf->session_registry = NGX_CONF_UNSET;
     pmcf->upload_replace = NGX_CONF_UNSET_UINT;
 
     return pmcf;
@@ -302,6 +324,8 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->timeout_max, 3600000);
     ngx_conf_init_msec_value(pmcf->kill_grace, 5000);
     ngx_conf_init_uint_value(pmcf->json_max_depth, 64);
+    ngx_conf_init_value(pmcf->memory_limit, 0);
+    ngx_conf_init_value(pmcf->session_registry, 8 * 1024 * 1024);
     ngx_conf_init_uint_value(pmcf->upload_replace, 1);
 
     if (pmcf->io_thread_pool_name.data == NULL) {
@@ -337,8 +361,16 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
         }
     }
 
+    if (ngx_http_pyexec_registry_conf(cf, pmcf->uses_python
+                                          ? (size_t) pmcf->session_registry
+                                          : 0)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (!pmcf->uses_python) {
-        /* a front only: no interpreter, no thread pool */
+        /* a front only: no interpreter, no thread pool, no registry */
         return NGX_CONF_OK;
     }
 
@@ -547,6 +579,7 @@ ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
 {
+    struct rlimit                 rl, cur;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -593,7 +626,72 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_http_pyexec_registry_init_process(cycle);
+
+    if (pmcf->memory_limit) {
+        rl.rlim_cur = (rlim_t) pmcf->memory_limit;
+        rl.rlim_max = RLIM_INFINITY;
+
+        if (getrlimit(RLIMIT_AS, &cur) == 0) {
+            rl.rlim_max = cur.rlim_max;
+            if (rl.rlim_cur > cur.rlim_max) {
+                rl.rlim_cur = cur.rlim_max;
+            }
+        }
+
+        if (setrlimit(RLIMIT_AS, &rl) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                          "pyexec_memory_limit: setrlimit(RLIMIT_AS) failed");
+        }
+    }
+
     return ngx_http_pyexec_interp_start(pmcf, cycle->log);
+}
+
+
+/*
+ * pyexec_memory_limit off | size: the address space of each worker
+ * (RLIMIT_AS); past it, allocations fail and Python raises MemoryError
+ * in the cell that asked, instead of the kernel's OOM killer ending the
+ * worker with every session on it.
+ *
+ * pyexec_session_registry off | size: the shared zone that remembers
+ * which worker holds which session, so that a dead worker's sessions
+ * answer 410 (src/ngx_http_pyexec_registry.c).
+ */
+
+static char *
+ngx_http_pyexec_set_size_off(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    off_t      *field, *min;
+    ngx_str_t  *value;
+
+    field = (off_t *) (p + cmd->offset);
+    min = cmd->post;
+
+    if (*field != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *field = 0;
+        return NGX_CONF_OK;
+    }
+
+    *field = ngx_parse_offset(&value[1]);
+
+    if (*field == NGX_ERROR || *field < *min) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\": \"off\" or a size of "
+                           "at least %O", &value[1], *min);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

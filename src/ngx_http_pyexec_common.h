@@ -69,6 +69,8 @@ typedef struct {
     ngx_msec_t                   timeout_max;
     ngx_msec_t                   kill_grace;
     ngx_uint_t                   json_max_depth;
+    off_t                        memory_limit;     /* 0: off */
+    off_t                        session_registry; /* 0: off */
     ngx_str_t                    worker_socket;
     ngx_str_t                    session_secret;
     ngx_uint_t                   uses_python;  /* some location runs code */
@@ -234,6 +236,12 @@ void ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_touch(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_mint(u_char *out);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
+
+ngx_int_t ngx_http_pyexec_registry_conf(ngx_conf_t *cf, size_t size);
+void ngx_http_pyexec_registry_init_process(ngx_cycle_t *cycle);
+void ngx_http_pyexec_registry_add(u_char *id, size_t len, ngx_log_t *log);
+void ngx_http_pyexec_registry_del(u_char *id, size_t len);
+ngx_int_t ngx_http_pyexec_registry_lost(u_char *id, size_t len);
 void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
 
 /* task.c */

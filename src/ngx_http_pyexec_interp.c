@@ -45,6 +45,7 @@ static ngx_int_t ngx_http_pyexec_interp_gen_result(yajl_gen g,
 static ngx_int_t ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s);
 static ngx_int_t ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v,
     ngx_uint_t depth);
+static void ngx_http_pyexec_interp_after(ngx_log_t *log);
 static void ngx_http_pyexec_interp_log_error(ngx_log_t *log,
     const char *what);
 static PyObject *ngx_http_pyexec_interp_on_signal(PyObject *self,
@@ -63,6 +64,9 @@ static PyObject          *ngx_http_pyexec_variables;
 static PyObject          *ngx_http_pyexec_timeout_exc;
 static PyObject          *ngx_http_pyexec_init_code;
 static PyObject          *ngx_http_pyexec_cap;
+static PyObject          *ngx_http_pyexec_builtins;       /* borrowed */
+static PyObject          *ngx_http_pyexec_builtins_saved;
+static uint64_t           ngx_http_pyexec_builtins_tag;
 
 static volatile sig_atomic_t  ngx_http_pyexec_in_user;
 static ngx_atomic_t           ngx_http_pyexec_running_seq;
@@ -287,6 +291,17 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
         goto failed;
     }
 
+    /* the builtins as they are now, put back after any cell changes them */
+
+    ngx_http_pyexec_builtins = PyEval_GetBuiltins();
+    ngx_http_pyexec_builtins_saved = PyDict_Copy(ngx_http_pyexec_builtins);
+    if (ngx_http_pyexec_builtins_saved == NULL) {
+        goto failed;
+    }
+
+    ngx_http_pyexec_builtins_tag =
+                ((PyDictObject *) ngx_http_pyexec_builtins)->ma_version_tag;
+
     Py_DECREF(res);
     Py_DECREF(code);
     Py_DECREF(handler);
@@ -352,7 +367,50 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
         break;
     }
 
+    ngx_http_pyexec_interp_after(t->log);
+
     ngx_http_pyexec_tstate = PyEval_SaveThread();
+}
+
+
+/*
+ * After every task, in the interpreter thread: what user code may have
+ * done to the whole worker is undone before the next session runs.
+ */
+
+static void
+ngx_http_pyexec_interp_after(ngx_log_t *log)
+{
+    PyDictObject  *b;
+
+    /*
+     * A child that user code fork()ed (os.fork(), multiprocessing) comes
+     * back here with a copy of the worker: it ran the rest of its cell and
+     * ends now, before it could touch the worker's event loop or sockets.
+     */
+
+    if (getpid() != ngx_pid) {
+        _exit(0);
+    }
+
+    /* builtins are shared by every session of the worker: restore them */
+
+    b = (PyDictObject *) ngx_http_pyexec_builtins;
+
+    if (b != NULL && b->ma_version_tag != ngx_http_pyexec_builtins_tag) {
+        PyDict_Clear((PyObject *) b);
+
+        if (PyDict_Update((PyObject *) b, ngx_http_pyexec_builtins_saved)
+            != 0)
+        {
+            ngx_http_pyexec_interp_log_error(log, "restoring builtins");
+        }
+
+        ngx_http_pyexec_builtins_tag = b->ma_version_tag;
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "pyexec: a cell changed the builtins; restored");
+    }
 }
 
 

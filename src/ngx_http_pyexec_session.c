@@ -193,6 +193,8 @@ ngx_http_pyexec_session_create(u_char *id, size_t len, ngx_log_t *log)
     ngx_queue_insert_tail(&p->lru, &s->lru);
     p->nsessions++;
 
+    ngx_http_pyexec_registry_add(id, len, log);
+
     if (!p->expire.timer_set) {
         ngx_add_timer(&p->expire,
                       ngx_min(p->pmcf->session_idle_timeout, 60000));
@@ -263,6 +265,8 @@ ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s)
     ngx_queue_remove(&s->lru);
     s->in_table = 0;
     p->nsessions--;
+
+    ngx_http_pyexec_registry_del(s->id, s->id_len);
 }
 
 
@@ -441,7 +445,7 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
     ngx_uint_t  n;
 
     if (len != NGX_HTTP_PYEXEC_UUID_LEN) {
-        return 0;
+        return ngx_http_pyexec_registry_lost(id, len);
     }
 
     n = 0;
@@ -449,14 +453,14 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
     for (i = 0; i < len; i += 2) {
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (id[i] != '-') {
-                return 0;
+                return ngx_http_pyexec_registry_lost(id, len);
             }
             i++;
         }
 
         v = ngx_hextoi(&id[i], 2);
         if (v == NGX_ERROR) {
-            return 0;
+            return ngx_http_pyexec_registry_lost(id, len);
         }
 
         b[n++] = (u_char) v;
@@ -467,14 +471,15 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
     if (b[12] != (u_char) (mac >> 24) || b[13] != (u_char) (mac >> 16)
         || b[14] != (u_char) (mac >> 8) || b[15] != (u_char) mac)
     {
-        return 0;
+        return ngx_http_pyexec_registry_lost(id, len);  /* not minted here */
     }
 
     ms = ((uint64_t) b[0] << 40) | ((uint64_t) b[1] << 32)
          | ((uint64_t) b[2] << 24) | ((uint64_t) b[3] << 16)
          | ((uint64_t) b[4] << 8) | b[5];
 
-    return ms < ngx_http_pyexec_proc.started_ms;
+    return ms < ngx_http_pyexec_proc.started_ms
+           || ngx_http_pyexec_registry_lost(id, len);
 }
 
 

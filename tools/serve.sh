@@ -4,4 +4,7 @@
 # end here; exec, so signals (Ctrl-C, docker stop) reach nginx itself.
 set -eu
 build=${1:?usage: serve.sh BUILD_DIR}
-exec "${NGINX:-/usr/sbin/nginx}" -p "$build/" -c "$build/nginx.conf" -e stderr
+bin=${NGINX:-/usr/sbin/nginx}
+# nginx itself reads $NGINX: the listening sockets of a binary upgrade
+unset NGINX
+exec "$bin" -p "$build/" -c "$build/nginx.conf" -e stderr
