@@ -6,6 +6,7 @@
 #   make bench   wrk benchmarks against plain nginx (see bench/)
 #   make data    download the datasets of datasets.manifest (DOWNLOAD_DIR)
 #   make fuzz    libFuzzer on the request-JSON and multipart parsers (fuzz/)
+#   make soak    1 000 000 mixed requests: every answer checked, RSS < +5%
 #   make clean
 
 PORT      ?= 8123
@@ -117,6 +118,10 @@ test-asan: deps-test
 bench: deps-bench build
 	bench/run.sh
 	bench/upload.sh
+
+# SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
+soak: deps-bench build
+	bench/soak.sh
 
 # the datasets of datasets.manifest (or only DATASETS) into DOWNLOAD_DIR
 data:

@@ -227,7 +227,14 @@ ngx_http_pyexec_sessions(ngx_http_request_t *r)
         return ngx_http_pyexec_method_not_allowed(r);
     }
 
-    if (ngx_http_pyexec_path_id(r->pool, p, last, &id) != NGX_OK) {
+    rc = ngx_http_pyexec_path_id(r->pool, p, last, &id);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_FOUND,
+                                      "Session not found");
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

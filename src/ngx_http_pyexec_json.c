@@ -180,13 +180,13 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
                                    "value_error.any_str.max_length");
 
     } else if (req->has_session_id
-               && ngx_strlchr(req->session_id.data,
-                              req->session_id.data + req->session_id.len,
-                              '\0'))
+               && ngx_http_pyexec_id_has_control(req->session_id.data,
+                                                 req->session_id.len))
     {
+        /* it travels in headers (X-Session-Id): CR LF would split them */
         ngx_http_pyexec_json_error(&ctx, "session_id",
-                                   "session_id contains a NUL character",
-                                   "value_error.str.nul");
+                                   "session_id contains a control character",
+                                   "value_error.str.control");
     }
 
     if (ctx.nerrors) {
@@ -510,6 +510,23 @@ ngx_http_pyexec_json_errors(ngx_http_pyexec_json_ctx_t *ctx, ssize_t offset,
     }
 
     return NGX_DECLINED;
+}
+
+
+/* NUL, CR, LF and the other C0 controls, and DEL */
+
+ngx_int_t
+ngx_http_pyexec_id_has_control(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    for (last = p + len; p < last; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

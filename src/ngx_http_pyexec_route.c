@@ -371,6 +371,12 @@ ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
     ngx_unescape_uri(&dst, &p, last - p, 0);
     id->len = dst - id->data;
 
+    /* no session can have such an id, and it would be put in a header */
+
+    if (ngx_http_pyexec_id_has_control(id->data, id->len)) {
+        return NGX_DECLINED;
+    }
+
     return NGX_OK;
 }
 
