@@ -43,6 +43,8 @@ GET /health
     pyexec_timeout_max 1m;
     pyexec_kill_grace 2s;
     pyexec_json_max_depth 32;
+    pyexec_memory_limit 2g;
+    pyexec_session_registry 1m;
     pyexec_upload_mode keep;
     pyexec_io_thread_pool pyexec;
     pyexec_session_secret "sanity";

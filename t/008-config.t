@@ -113,3 +113,27 @@ invalid value "merge" in
 --- must_die
 --- error_log
 "workers" is not a URI of a location
+
+
+
+=== TEST 10: pyexec_memory_limit too small to start Python
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_memory_limit 10m;
+--- config
+    location = /execute { pyexec_execute; }
+--- must_die
+--- error_log
+invalid value "10m": "off" or a size of at least 67108864
+
+
+
+=== TEST 11: pyexec_session_registry that is not a size
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_session_registry lots;
+--- config
+    location = /execute { pyexec_execute; }
+--- must_die
+--- error_log
+invalid value "lots": "off" or a size of at least
