@@ -17,3 +17,19 @@ shipped_conf() {
         -e "s#^\(    access_log\) .*;#\1 off;#" \
         "${extra[@]}" "$ROOT/nginx.conf" > "$dir/nginx.conf"
 }
+
+# shipped_start DIR PORT: nginx on DIR/nginx.conf in the background, its
+# pid in $master, stopped when the script exits; returns once /health
+# answers
+shipped_start() {
+    local dir=$1 port=$2
+    "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" &
+    master=$!
+    trap 'kill -QUIT $master 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+    for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/health" && return 0
+        sleep 0.05
+    done
+    echo "nginx on port $port did not answer /health" >&2
+    return 1
+}

@@ -17,10 +17,7 @@ rm -rf "$OUT"
 . "$HERE/shipped.sh"
 shipped_conf "$OUT" "$PORT"
 
-"$NGINX" -p "$OUT/" -c "$OUT/nginx.conf" -e "$OUT/logs/error.log" &
-master=$!
-trap 'kill -QUIT $master 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.05; done
+shipped_start "$OUT" "$PORT"
 
 rc=0
 /usr/bin/python3 "$HERE/soak.py" --port "$PORT" --master "$master" \

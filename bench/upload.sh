@@ -21,10 +21,7 @@ rm -rf "$OUT"
 . "$HERE/shipped.sh"
 shipped_conf "$OUT" "$PORT"
 
-"$NGINX" -p "$OUT/" -c "$OUT/nginx.conf" -e "$OUT/logs/error.log" &
-master=$!
-trap 'kill $master 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.05; done
+shipped_start "$OUT" "$PORT"
 # the interpreters are up once a cell ran on each worker
 curl -s -o /dev/null "http://127.0.0.1:$PORT/sessions"
 

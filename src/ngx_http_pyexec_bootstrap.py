@@ -28,7 +28,34 @@ class TimeoutError(BaseException):
 TimeoutError.__module__ = "builtins"    # shown as plain "TimeoutError"
 
 
-class _Capture(io.TextIOBase):
+class _TextSink(io.TextIOBase):
+    """What print(), warnings and tracebacks ask of a text stream."""
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def flush(self):
+        pass
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "strict"
+
+
+def _check_str(s):
+    if not isinstance(s, str):
+        raise TypeError("write() argument must be str, not "
+                        + type(s).__name__)
+
+
+class _Capture(_TextSink):
     """A text stream that keeps at most `cap` characters."""
 
     def __init__(self, cap):
@@ -37,9 +64,7 @@ class _Capture(io.TextIOBase):
         self.truncated = False
 
     def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError("write() argument must be str, not "
-                            + type(s).__name__)
+        _check_str(s)
         n = len(s)
         if n <= self._room:
             self._parts.append(s)
@@ -54,22 +79,6 @@ class _Capture(io.TextIOBase):
     def getvalue(self):
         return "".join(self._parts)
 
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
-    def flush(self):
-        pass
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    @property
-    def errors(self):
-        return "strict"
 
 
 class _Discard(_Capture):
@@ -82,7 +91,7 @@ class _Discard(_Capture):
         return len(s)
 
 
-class _Router(io.TextIOBase):
+class _Router(_TextSink):
     """sys.stdout / sys.stderr for good: a write lands in the running
     cell's capture when it comes from the cell's thread or from a thread
     that the same session started; anything else (a thread an earlier
@@ -94,28 +103,10 @@ class _Router(io.TextIOBase):
     def write(self, s):
         me = _thread.get_ident()
         if me != _cell_thread and _owners.get(me) is not _cell_owner:
-            if not isinstance(s, str):
-                raise TypeError("write() argument must be str, not "
-                                + type(s).__name__)
+            _check_str(s)
             return len(s)
         return _cell_streams[self._which].write(s)
 
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
-    def flush(self):
-        pass
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    @property
-    def errors(self):
-        return "strict"
 
 
 _cell_thread = None     # the interpreter thread, while a cell runs

@@ -25,6 +25,7 @@ my $root = abs_path('.') . "/t/servroot-hostile";
 
 my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
 ok($ng->start(), 'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
+ok(Pyexec::Shipped::wait_workers($ng), 'both workers answer');
 
 sub worker_of {
     my ($h) = @_;
@@ -112,7 +113,13 @@ my $t0 = time;
 ok($st == 200 && field($body, 'truncated') eq 'true'
    && length($body) < 3 * 1024 * 1024,
    sprintf('print of 10**9 bytes: truncated, answer %d KB', length($body) / 1024));
-($st, $body) = run($v, "for i in range(10**7):\n    print(i)");
+{   # 10**7 print() calls take seconds: a longer wait than run()'s 10 s
+    my $s = $ng->send_req('POST', '/execute',
+        '{"code": "for i in range(10**7):\\n    print(i)", "session_id": '
+        . Pyexec::Instance::json_str($v) . '}',
+        { 'Content-Type' => 'application/json' });
+    ($st, $body) = Pyexec::Instance::read_resp($s, 120);
+}
 ok($st == 200 && field($body, 'truncated') eq 'true'
    && length($body) < 3 * 1024 * 1024,
    sprintf('10**7 prints: truncated, answer %d KB', length($body) / 1024));

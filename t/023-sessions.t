@@ -30,6 +30,7 @@ my $conf = Pyexec::Shipped::render(root => $root, addr => '127.0.0.1',
 $conf =~ s/pyexec_session_max \d+;/pyexec_session_max 120000;/ or die "no session_max";
 $ng->write_conf($conf);
 ok($ng->start(), 'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
+ok(Pyexec::Shipped::wait_workers($ng), 'both workers answer');
 
 sub uri_escape {
     my ($s) = @_;

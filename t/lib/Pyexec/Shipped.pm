@@ -24,6 +24,18 @@ sub instance {
     return $ng;
 }
 
+# until every worker answers: /health is the front's, a worker binds its
+# socket a moment later (a request before that gets the front's 503)
+sub wait_workers {
+    my ($ng) = @_;
+    for (1 .. 200) {
+        my ($code, $body) = $ng->http('GET', '/sessions');
+        return 1 if $code == 200 && $body =~ /"partial":false/;
+        select(undef, undef, undef, 0.05);
+    }
+    return 0;
+}
+
 sub render {
     my (%o) = @_;    # root, addr, port, mod, http_extra
     my $file = abs_path('.') . '/nginx.conf';
