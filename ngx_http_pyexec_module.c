@@ -628,6 +628,17 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
 
     ngx_http_pyexec_registry_init_process(cycle);
 
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer maps terabytes of shadow memory as it goes */
+
+    if (pmcf->memory_limit) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "pyexec_memory_limit ignored: the module is built with "
+                      "AddressSanitizer");
+        pmcf->memory_limit = 0;
+    }
+#endif
+
     if (pmcf->memory_limit) {
         rl.rlim_cur = (rlim_t) pmcf->memory_limit;
         rl.rlim_max = RLIM_INFINITY;
