@@ -44,13 +44,15 @@ sub worker_of {
 my $probe = 0;
 sub id_on {
     my ($w, $tag) = @_;
-    while (1) {
+    my $deadline = time + 15;
+    while (time < $deadline) {
         my $id = "$tag-" . $probe++;
         my (undef, undef, $h) = $ng->http('GET', "/sessions/$id");
         my ($got) = worker_of($h);
         return $id if defined $got && $got == $w;
-        die "no worker header" unless defined $got;
+        sleep 0.05 unless defined $got;     # the front's 503: a worker restarting
     }
+    die "worker $w never answered";
 }
 
 # the pid now serving worker $w, asked with an id it does not hold
