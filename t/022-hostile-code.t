@@ -24,6 +24,8 @@ my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 9;
 my $root = abs_path('.') . "/t/servroot-hostile";
 
 my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
+# a test that dies still stops its nginx (its ports would block the next run)
+END { $ng->stop() if $ng }
 ok($ng->start(), 'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
 ok(Pyexec::Shipped::wait_workers($ng), 'both workers answer');
 

@@ -24,6 +24,8 @@ my $root = abs_path('.') . "/t/servroot-sessions";
 my $N = 100_000;
 
 my $ng = Pyexec::Instance->new(root => $root, addr => '127.0.0.1', port => $port);
+# a test that dies still stops its nginx (its ports would block the next run)
+END { $ng->stop() if $ng }
 my $conf = Pyexec::Shipped::render(root => $root, addr => '127.0.0.1',
                                    port => $port,
                                    mod => $ENV{TEST_NGINX_LOAD_MODULES});
