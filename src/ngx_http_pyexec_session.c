@@ -28,6 +28,8 @@ static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_destroy_run(void *data, ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_session_minted_before(u_char *id,
+    size_t len);
 static uint32_t ngx_http_pyexec_session_mac(u_char *p, size_t len);
 static void ngx_http_pyexec_random(u_char *buf, size_t len);
 
@@ -434,8 +436,23 @@ ngx_http_pyexec_session_mint(u_char *out)
 }
 
 
+/*
+ * Lost: an id this service minted before the answering worker started,
+ * or one the registry knows its dead holder had (said once).
+ */
+
 ngx_int_t
 ngx_http_pyexec_session_lost(u_char *id, size_t len)
+{
+    return ngx_http_pyexec_session_minted_before(id, len)
+           || ngx_http_pyexec_registry_lost(id, len);
+}
+
+
+/* 1: a valid minted id (MAC checked) older than this worker */
+
+static ngx_int_t
+ngx_http_pyexec_session_minted_before(u_char *id, size_t len)
 {
     u_char      b[16];
     size_t      i;
@@ -445,7 +462,7 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
     ngx_uint_t  n;
 
     if (len != NGX_HTTP_PYEXEC_UUID_LEN) {
-        return ngx_http_pyexec_registry_lost(id, len);
+        return 0;
     }
 
     n = 0;
@@ -453,14 +470,14 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
     for (i = 0; i < len; i += 2) {
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (id[i] != '-') {
-                return ngx_http_pyexec_registry_lost(id, len);
+                return 0;
             }
             i++;
         }
 
         v = ngx_hextoi(&id[i], 2);
         if (v == NGX_ERROR) {
-            return ngx_http_pyexec_registry_lost(id, len);
+            return 0;
         }
 
         b[n++] = (u_char) v;
@@ -471,15 +488,14 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
     if (b[12] != (u_char) (mac >> 24) || b[13] != (u_char) (mac >> 16)
         || b[14] != (u_char) (mac >> 8) || b[15] != (u_char) mac)
     {
-        return ngx_http_pyexec_registry_lost(id, len);  /* not minted here */
+        return 0;       /* not minted here */
     }
 
     ms = ((uint64_t) b[0] << 40) | ((uint64_t) b[1] << 32)
          | ((uint64_t) b[2] << 24) | ((uint64_t) b[3] << 16)
          | ((uint64_t) b[4] << 8) | b[5];
 
-    return ms < ngx_http_pyexec_proc.started_ms
-           || ngx_http_pyexec_registry_lost(id, len);
+    return ms < ngx_http_pyexec_proc.started_ms;
 }
 
 
