@@ -188,9 +188,6 @@ like($body, qr/"stdout":"parent\\n"/, 'os.fork(): the parent\'s output only');
 sleep 0.5;
 my @kids = grep { /^\s*\d+\s+$pid[1]\s*$/ } split /\n/, clean_cmd("ps -eo pid=,ppid=");
 is(scalar @kids, 0, 'the forked child ended after its cell');
-($st, $body) = run($v, "import multiprocessing as mp\nwith mp.Pool(2) as p:\n    print(p.map(abs, [-1, -2, -3]))",
-                   ', "timeout": 30');
-like($body, qr/"stdout":"\[1, 2, 3\]\\n"/, 'multiprocessing.Pool works (fork children exit by their own means)');
 
 my $t1 = id_on(1, 'threads');
 ($st, $body) = run($t1, "import threading, time\n"
