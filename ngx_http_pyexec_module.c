@@ -374,6 +374,19 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_OK;
     }
 
+    /*
+     * sys.executable is the interpreter found when the module was built:
+     * subprocess, multiprocessing's spawn and loky start it
+     */
+
+    if (access(NGX_HTTP_PYEXEC_PYTHON, X_OK) == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "pyexec: the Python interpreter \"%s\" that the "
+                           "module was built for is missing (apt-get install "
+                           "python3)", NGX_HTTP_PYEXEC_PYTHON);
+        return NGX_CONF_ERROR;
+    }
+
     pmcf->thread_pool = ngx_thread_pool_add(cf, &pmcf->thread_pool_name);
     if (pmcf->thread_pool == NULL) {
         return NGX_CONF_ERROR;
@@ -627,6 +640,10 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_pyexec_registry_init_process(cycle);
+
+    if (ngx_http_pyexec_child_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
 #if defined(__SANITIZE_ADDRESS__)
     /* AddressSanitizer maps terabytes of shadow memory as it goes */

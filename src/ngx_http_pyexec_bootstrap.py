@@ -14,7 +14,9 @@ import signal
 import sys
 import threading
 import time
+import types
 import warnings
+import weakref
 import zlib
 
 
@@ -101,17 +103,24 @@ class _Router(_TextSink):
         self._which = which
 
     def write(self, s):
-        me = _thread.get_ident()
-        if me != _cell_thread and _owners.get(me) is not _cell_owner:
+        if not _in_cell():
             _check_str(s)
             return len(s)
         return _cell_streams[self._which].write(s)
+
+
+def _in_cell():
+    """Is this thread the running cell's, or one its session started."""
+    me = _thread.get_ident()
+    return me == _cell_thread or (_cell_owner is not None
+                                  and _owners.get(me) is _cell_owner)
 
 
 
 _cell_thread = None     # the interpreter thread, while a cell runs
 _cell_owner = None      # the running cell's session namespace
 _cell_streams = (_Discard(), _Discard())
+_cell_outputs = None    # the running cell's display() bundles
 _owners = {}            # thread ident -> the namespace of the session that
                         # started it (threads started by threads inherit)
 
@@ -214,14 +223,18 @@ def _refuse_signal(real):
     return guarded
 
 
-def setup(data_dir, c_enter, c_leave, signo, handler):
-    global _data_dir, _enter, _leave, _worker_pid
+def setup(data_dir, c_enter, c_leave, signo, handler, executable):
+    global _data_dir, _enter, _leave, _worker_pid, _PRISTINE
     _data_dir = data_dir or None
     _enter, _leave = c_enter, c_leave
     _worker_pid = os.getpid()
-    sys.stdin = sys.__stdin__ = _NoInput()
+    sys.stdin = sys.__stdin__ = _STDIN
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__ = _ROUTERS
     sys.argv = [""]
+    # the Debian interpreter the module embeds, for subprocess, the spawn
+    # and forkserver start methods and loky (joblib, scikit-learn n_jobs)
+    sys.executable = sys._base_executable = executable
+    sys.meta_path.insert(0, _PostImport())
     signal.signal(signo, handler)
     # user code may fork, start threads and play with signals; what it
     # must not do is end or deafen the worker that holds other sessions
@@ -245,10 +258,356 @@ def setup(data_dir, c_enter, c_leave, signo, handler):
     if _data_dir:
         os.makedirs(_data_dir, exist_ok=True)
         os.chdir(_data_dir)
+    for name, hook in _HOOKS.items():
+        if name in sys.modules:
+            hook(sys.modules[name])
+    # what every session's builtins are copied from
+    _PRISTINE = dict(builtins.__dict__)
+    _PRISTINE["display"] = display
+    for cls in _GUARDED_CLASSES:
+        _CLASS_DICTS.append((cls, dict(cls.__dict__)))
+
+
+# {{{ modules patched when they are first imported
+
+class _PostImport:
+    """A meta path finder that lets the real finders load a module, then
+    adjusts it: IPython's display() feeds the cell's outputs, and
+    multiprocessing pickles functions and classes of __main__ by value."""
+
+    _busy = set()
+
+    def find_spec(self, name, path=None, target=None):
+        hook = _HOOKS.get(name)
+        if hook is None or name in self._busy:
+            return None
+        self._busy.add(name)
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._busy.discard(name)
+        if spec is None or spec.loader is None:
+            return spec
+        real = spec.loader.exec_module
+
+        def exec_module(module):
+            real(module)
+            try:
+                hook(module)
+            except Exception as e:
+                sys.__stderr__.write("pyexec: adjusting %s failed: %s\n"
+                                     % (name, e))
+
+        spec.loader = _Loader(spec.loader, exec_module)
+        return spec
+
+
+class _Loader:
+    def __init__(self, real, exec_module):
+        self._real = real
+        self.exec_module = exec_module
+
+    def create_module(self, spec):
+        return self._real.create_module(spec)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def _patch_ipython_display(mod):
+    mod.display = display
+
+
+def _cloudpickle():
+    for name in ("cloudpickle", "joblib.externals.cloudpickle"):
+        try:
+            return __import__(name, fromlist=["dumps"])
+        except ImportError:
+            continue
+    return None
+
+
+def _by_value(self, obj):
+    """ForkingPickler.reducer_override: a function or class defined in a
+    cell travels by value (cloudpickle), so spawn and forkserver children,
+    which never ran the cell, can use it; everything else as usual."""
+    if (isinstance(obj, (types.FunctionType, type))
+            and getattr(obj, "__module__", None) == "__main__"):
+        cp = _cloudpickle()
+        if cp is not None:
+            return cp.loads, (cp.dumps(obj),)
+    return NotImplemented
+
+
+def _patch_forking_pickler(mod):
+    mod.ForkingPickler.reducer_override = _by_value
+
+
+def _track_popen(mod):
+    # fork(), not vfork() or posix_spawn(): the child handler of
+    # src/ngx_http_pyexec_child.c (signals back to normal, nginx's sockets
+    # closed) runs only in a fork()ed child
+    mod._USE_VFORK = False
+    mod._USE_POSIX_SPAWN = False
+    real = mod.Popen._execute_child
+
+    def _execute_child(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        _popens[self.pid] = self
+
+    mod.Popen._execute_child = _execute_child
+
+
+_HOOKS = {
+    "IPython.core.display_functions": _patch_ipython_display,
+    "multiprocessing.reduction": _patch_forking_pickler,
+    "subprocess": _track_popen,
+}
+
+# }}}
+# {{{ display(): rich outputs of a cell
+
+# the order Jupyter's front ends prefer, richest first
+_MIME_ORDER = ("application/javascript", "text/html", "text/markdown",
+               "text/latex", "image/svg+xml", "image/png", "image/jpeg",
+               "application/pdf", "application/json", "text/plain")
+_REPR_METHODS = (("text/html", "_repr_html_"),
+                 ("text/markdown", "_repr_markdown_"),
+                 ("text/latex", "_repr_latex_"),
+                 ("image/svg+xml", "_repr_svg_"),
+                 ("image/png", "_repr_png_"),
+                 ("image/jpeg", "_repr_jpeg_"),
+                 ("application/pdf", "_repr_pdf_"),
+                 ("application/json", "_repr_json_"),
+                 ("application/javascript", "_repr_javascript_"))
+_BINARY = ("image/png", "image/jpeg", "application/pdf")
+
+
+def _mime_data(mime, data):
+    """A representation as the str that goes into JSON, or None."""
+    if isinstance(data, tuple) and len(data) == 2:
+        data = data[0]          # (data, metadata)
+    if data is None:
+        return None
+    if mime in _BINARY:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return base64.b64encode(bytes(data)).decode("ascii")
+        return data if isinstance(data, str) else None
+    if mime == "application/json" and not isinstance(data, str):
+        import json
+        return json.dumps(data)
+    return data if isinstance(data, str) else str(data)
+
+
+def _bundle(obj, include=None, exclude=None):
+    """{mime: str} for one object, the way IPython's formatter builds it."""
+    data = {}
+    mb = getattr(type(obj), "_repr_mimebundle_", None)
+    if mb is not None and not isinstance(obj, type):
+        got = obj._repr_mimebundle_(include=include, exclude=exclude)
+        if isinstance(got, tuple):
+            got = got[0]
+        for mime, d in (got or {}).items():
+            d = _mime_data(mime, d)
+            if d is not None:
+                data[mime] = d
+    if not isinstance(obj, type):
+        for mime, meth in _REPR_METHODS:
+            if mime in data or not hasattr(type(obj), meth):
+                continue
+            try:
+                d = _mime_data(mime, getattr(obj, meth)())
+            except Exception as e:
+                # as IPython's formatter: said on stderr, the rest shown
+                _cell_streams[1].write("%s.%s() failed: %s: %s\n" % (
+                    type(obj).__name__, meth, type(e).__name__, e))
+                continue
+            if d is not None:
+                data[mime] = d
+    fig = sys.modules.get("matplotlib.figure")
+    if fig is not None and isinstance(obj, fig.Figure) and "image/png" not in data:
+        buf = io.BytesIO()
+        obj.savefig(buf, format="png")
+        data["image/png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+    if "text/plain" not in data:
+        data["text/plain"] = repr(obj)
+    if include:
+        data = {k: v for k, v in data.items() if k in include}
+    if exclude:
+        data = {k: v for k, v in data.items() if k not in exclude}
+    return data
+
+
+def display(*objs, include=None, exclude=None, metadata=None,
+            transient=None, display_id=None, raw=False, clear=False,
+            **kwargs):
+    """display() as in IPython: each object adds one bundle to the cell's
+    `outputs` (with raw=True, each object is a {mime: data} dict)."""
+    if not _in_cell() or _cell_outputs is None:
+        return None
+    for obj in objs:
+        if raw:
+            data = {m: d for m, d in ((m, _mime_data(m, d))
+                                      for m, d in dict(obj).items())
+                    if d is not None}
+        else:
+            data = _bundle(obj, include, exclude)
+        if data:
+            _cell_outputs.add(data)
+    return None
+
+
+class _Outputs:
+    """The display() bundles of one cell: each text capped like stdout,
+    a binary one past the cap left out (and said so on stderr)."""
+
+    def __init__(self, cap):
+        self.items = []
+        self._cap = cap
+        self._room = 8 * cap
+        self.truncated = False
+
+    def add(self, data):
+        kept = {}
+        for mime, d in data.items():
+            if len(d) > self._cap or len(d) > self._room:
+                self.truncated = True
+                if mime in _BINARY:
+                    _cell_streams[1].write(
+                        "pyexec: a %s output of %d bytes is over the output "
+                        "cap; left out\n" % (mime, len(d)))
+                    continue
+                d = d[:min(self._cap, self._room)]
+            self._room -= len(d)
+            kept[mime] = d
+        if not kept:
+            return
+        best = next((m for m in _MIME_ORDER if m in kept), None)
+        if best is None:
+            best = next(iter(kept))
+        self.items.append((best, kept[best], tuple(kept.items())))
+
+# }}}
+# {{{ child processes that nobody waits for
+
+_popens = weakref.WeakValueDictionary()   # pid -> subprocess.Popen
+_zombie_since = {}
+_ZOMBIE_GRACE = 5.0
+
+
+def _zombies():
+    pids = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open("/proc/self/task/%s/children" % tid) as f:
+                kids = f.read().split()
+        except OSError:
+            continue
+        for pid in kids:
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if st[st.rfind(")") + 2:][:1] == "Z":
+                pids.append(int(pid))
+    return pids
+
+
+def reap():
+    """Between tasks: children that exited are reaped.  Python's own
+    bookkeeping first (multiprocessing, subprocess keep their exit codes);
+    a child that nothing tracks is reaped after a grace, so a cell may
+    still waitpid() a child it forked in an earlier cell for a moment."""
+    tracked = set()
+    mp = sys.modules.get("multiprocessing.process")
+    if mp is not None:
+        try:
+            mp.active_children()
+            tracked.update(p._popen.pid for p in list(mp._children)
+                           if getattr(p, "_popen", None) is not None)
+        except Exception:
+            pass
+    sp = sys.modules.get("subprocess")
+    if sp is not None:
+        try:
+            sp._cleanup()
+            tracked.update(p.pid for p in list(sp._active))
+        except Exception:
+            pass
+        for pid, p in list(_popens.items()):
+            # what p.wait() would find later: poll() keeps the status
+            if p.returncode is None and p.poll() is None:
+                tracked.add(pid)
+    now = time.monotonic()
+    seen = {}
+    for pid in _zombies():
+        if pid in tracked:
+            continue
+        since = _zombie_since.get(pid, now)
+        if now - since < _ZOMBIE_GRACE:
+            seen[pid] = since
+            continue
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except OSError:
+            pass
+    _zombie_since.clear()
+    _zombie_since.update(seen)
+    return len(seen)
+
+# }}}
+# {{{ sessions
+
+
+class _Session:
+    """One session: its own __main__ module (the namespace) and its own
+    builtins module, copied from the pristine builtins at creation."""
+
+    __slots__ = ("main", "ns", "bmod", "loop")
+
+    def __init__(self):
+        self.main = types.ModuleType("__main__")
+        self.ns = self.main.__dict__
+        self.bmod = types.ModuleType("builtins")
+        self.bmod.__dict__.update(_PRISTINE)
+        self.bmod.__dict__["__import__"] = _session_import(self.bmod)
+        self.ns["__builtins__"] = self.bmod
+        self.loop = None
+
+
+def _session_import(bmod):
+    """`import builtins` in a cell is the session's builtins module; the
+    libraries it imports keep the real one."""
+    real = builtins.__import__
+
+    def __import__(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "builtins" and not level:
+            return bmod
+        return real(name, globals, locals, fromlist, level)
+
+    return __import__
+
+
+def close_session(sess):
+    loop = sess.loop
+    sess.loop = None
+    if loop is not None and not loop.is_running():
+        try:
+            loop.close()
+        except Exception:
+            pass
 
 
 def _compile(src):
-    """Compile a cell once: (statements or None, last expression or None)."""
+    """Compile a cell once: (statements or None, last expression or None).
+    Top-level await is allowed, as in IPython: such a code object is a
+    coroutine to run on the session's event loop."""
     hit = _cache.get(src)
     if hit is not None:
         return hit
@@ -256,8 +615,9 @@ def _compile(src):
     tree = ast.parse(src, name, "exec")
     expr = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        expr = compile(ast.Expression(tree.body.pop().value), name, "eval")
-    body = compile(tree, name, "exec") if tree.body else None
+        expr = compile(ast.Expression(tree.body.pop().value), name, "eval",
+                       _AWAIT)
+    body = compile(tree, name, "exec", _AWAIT) if tree.body else None
     if len(_cache) >= _CACHE_MAX:
         for old in _cache.values():
             linecache.cache.pop(old[2], None)
@@ -268,13 +628,35 @@ def _compile(src):
     return hit
 
 
+_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+_CO_COROUTINE = 0x0080
+
+
+def _eval(code, sess):
+    """exec/eval one compiled part of a cell in the session."""
+    if not code.co_flags & _CO_COROUTINE:
+        return eval(code, sess.ns)
+    import asyncio
+    if sess.loop is None or sess.loop.is_closed():
+        sess.loop = asyncio.new_event_loop()
+    loop = sess.loop
+    asyncio.set_event_loop(loop)
+    task = loop.create_task(eval(code, sess.ns))
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        task.cancel()
+        raise
+
+
 def new_session(init):
-    """A fresh namespace; `init` (pyexec_session_init) runs in it once."""
-    ns = {"__name__": "__main__", "__builtins__": builtins}
+    """A fresh session; `init` (pyexec_session_init) runs in it once."""
+    sess = _Session()
+    ns = sess.ns
     err = None
     if init:
         cap = _Capture(65536)
-        _begin(ns, cap, cap)
+        _begin(sess, cap, cap, None)
         try:
             exec(compile(init, "<pyexec_session_init>", "exec"), ns)
         except BaseException as e:
@@ -282,12 +664,12 @@ def new_session(init):
         finally:
             _end()
     injected = {k: v for k, v in ns.items() if not k.startswith("__")}
-    return ns, injected, err
+    return sess, injected, err
 
 
-def variables(ns, injected):
+def variables(sess, injected):
     """User-visible names: no dunders, nothing the server injected."""
-    return [k for k, v in ns.items()
+    return [k for k, v in sess.ns.items()
             if isinstance(k, str) and not k.startswith("__")
             and not (k in injected and injected[k] is v)]
 
@@ -331,40 +713,86 @@ def _figures(err):
     return pngs
 
 
-def _begin(ns, out, err):
-    global _cell_thread, _cell_owner, _cell_streams
+def _begin(sess, out, err, outputs):
+    global _cell_thread, _cell_owner, _cell_streams, _cell_outputs
     _cell_streams = (out, err)
-    _cell_owner = ns
+    _cell_outputs = outputs
+    _cell_owner = sess.ns
     _cell_thread = _thread.get_ident()
-    sys.stdout, sys.stderr = _ROUTERS
+    # pickle, copy and multiprocessing look names up in __main__: the
+    # session's, for this cell and for the threads it starts
+    sys.modules["__main__"] = sess.main
+    _reset_streams()
+
+
+def _reset_streams():
+    """Whatever a cell did to sys.stdout & co., the next one gets them
+    as they were: the objects, their attributes, their classes."""
+    for cls, saved in _CLASS_DICTS:
+        now = cls.__dict__
+        if len(now) != len(saved) or any(now.get(k) is not v
+                                         for k, v in saved.items()):
+            for k in [k for k in now if k not in saved]:
+                delattr(cls, k)
+            for k, v in saved.items():
+                if k not in ("__dict__", "__weakref__", "__doc__") \
+                        and now.get(k) is not v:
+                    setattr(cls, k, v)
+    for obj, state in _STREAM_STATE:
+        d = obj.__dict__
+        if d != state:
+            d.clear()
+            d.update(state)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__ = _ROUTERS
+    sys.stdin = sys.__stdin__ = _STDIN
 
 
 def _end():
     """After every cell: output goes nowhere, and what one cell may have
     changed for the whole worker is put back."""
-    global _cell_thread, _cell_owner, _cell_streams
-    _cell_thread = _cell_owner = None
+    global _cell_thread, _cell_owner, _cell_streams, _cell_outputs
+    _cell_thread = _cell_owner = _cell_outputs = None
     _cell_streams = _DISCARDS
-    sys.stdout, sys.stderr = _ROUTERS
+    _reset_streams()
     if sys.getrecursionlimit() != _recursion_limit:
         sys.setrecursionlimit(_recursion_limit)
 
 
 _ROUTERS = (_Router(0), _Router(1))
 _DISCARDS = (_Discard(), _Discard())
+_STDIN = _NoInput()
+_STREAM_STATE = [(o, dict(o.__dict__)) for o in _ROUTERS + (_STDIN,)]
+_GUARDED_CLASSES = (_Router, _TextSink, _NoInput)
+_CLASS_DICTS = []
+_PRISTINE = None
 
 
-def run(ns, src, cap):
+def _capped_repr(value, cap):
+    """repr() of the last value, at most `cap` characters."""
+    try:
+        text = repr(value)
+    except Exception as e:
+        text = "<repr() failed: %s: %s>" % (type(e).__name__, e)
+    if not isinstance(text, str):
+        text = "<repr() returned %s>" % type(text).__name__
+    if len(text) > cap:
+        return text[:cap], True
+    return text, False
+
+
+def run(sess, src, cap):
     """Run one cell.  Returns the tuple interp.c turns into JSON:
     (result_text, stdout, stderr, has_value, value, value_repr,
      error_name, error, traceback, truncated, duration_ms, figures,
-     plain_text)."""
+     plain_text, outputs)."""
     out = _Capture(cap)
     err = _Capture(cap)
+    outputs = _Outputs(cap)
     value = None
     has_value = False
     exc = None
     figures = []
+    repr_cut = False
     if _data_dir:
         try:
             os.chdir(_data_dir)
@@ -372,23 +800,19 @@ def run(ns, src, cap):
             pass
     t0 = time.perf_counter()
     value_repr = None
-    _begin(ns, out, err)
+    _begin(sess, out, err, outputs)
     try:
         _enter()
         try:
             body, expr, _ = _compile(src)
             if body is not None:
-                exec(body, ns)
+                _eval(body, sess)
             if expr is not None:
-                value = eval(expr, ns)
+                value = _eval(expr, sess)
                 has_value = True
                 if value is not None:
                     # user code too: under the time limit
-                    try:
-                        value_repr = repr(value)
-                    except Exception as e:
-                        value_repr = "<repr() failed: %s: %s>" % (
-                            type(e).__name__, e)
+                    value_repr, repr_cut = _capped_repr(value, cap)
         finally:
             try:
                 # under the same time limit; kept when the cell failed
@@ -408,6 +832,7 @@ def run(ns, src, cap):
         has_value = False
         value = None
         value_repr = None
+        repr_cut = False
 
     stdout = out.getvalue()
     text = stdout.rstrip()
@@ -415,4 +840,5 @@ def run(ns, src, cap):
     plain = text or (value_repr or "") if figures else None
     return (text, stdout, err.getvalue(), has_value, value,
             value_repr, error_name, error, tb,
-            out.truncated or err.truncated, duration, figures, plain)
+            out.truncated or err.truncated or repr_cut or outputs.truncated,
+            duration, figures, plain, outputs.items)

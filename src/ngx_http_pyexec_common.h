@@ -41,7 +41,8 @@
 typedef enum {
     NGX_HTTP_PYEXEC_OP_EXECUTE = 0,
     NGX_HTTP_PYEXEC_OP_VARIABLES,
-    NGX_HTTP_PYEXEC_OP_DESTROY
+    NGX_HTTP_PYEXEC_OP_DESTROY,
+    NGX_HTTP_PYEXEC_OP_REAP
 } ngx_http_pyexec_op_e;
 
 
@@ -245,6 +246,10 @@ void ngx_http_pyexec_registry_add(u_char *id, size_t len, ngx_log_t *log);
 void ngx_http_pyexec_registry_del(u_char *id, size_t len);
 ngx_int_t ngx_http_pyexec_registry_lost(u_char *id, size_t len);
 void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
+
+/* child.c */
+ngx_int_t ngx_http_pyexec_child_init_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_pyexec_child_exited(void);
 
 /* task.c */
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);

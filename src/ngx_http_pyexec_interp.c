@@ -45,6 +45,8 @@ static ngx_int_t ngx_http_pyexec_interp_gen_result(yajl_gen g,
 static ngx_int_t ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s);
 static ngx_int_t ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v,
     ngx_uint_t depth);
+static ngx_int_t ngx_http_pyexec_interp_gen_outputs(yajl_gen g,
+    PyObject *figs, PyObject *outputs);
 static void ngx_http_pyexec_interp_after(ngx_log_t *log);
 static void ngx_http_pyexec_interp_log_error(ngx_log_t *log,
     const char *what);
@@ -61,6 +63,8 @@ static pthread_t          ngx_http_pyexec_thread;
 static PyObject          *ngx_http_pyexec_run;
 static PyObject          *ngx_http_pyexec_new_session;
 static PyObject          *ngx_http_pyexec_variables;
+static PyObject          *ngx_http_pyexec_close_session;
+static PyObject          *ngx_http_pyexec_reap;
 static PyObject          *ngx_http_pyexec_timeout_exc;
 static PyObject          *ngx_http_pyexec_init_code;
 static PyObject          *ngx_http_pyexec_cap;
@@ -202,7 +206,24 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     config.install_signal_handlers = 0;
     config.site_import = 1;
 
-    status = Py_InitializeFromConfig(&config);
+    /*
+     * sys.executable: the Debian interpreter of the same version (checked
+     * at start by the module), so that subprocess, multiprocessing's spawn
+     * and forkserver and loky start real Python processes; it also makes
+     * the path configuration that of that interpreter
+     */
+
+    status = PyConfig_SetBytesString(&config, &config.executable,
+                                     NGX_HTTP_PYEXEC_PYTHON);
+    if (!PyStatus_Exception(status)) {
+        status = PyConfig_SetBytesString(&config, &config.base_executable,
+                                         NGX_HTTP_PYEXEC_PYTHON);
+    }
+
+    if (!PyStatus_Exception(status)) {
+        status = Py_InitializeFromConfig(&config);
+    }
+
     PyConfig_Clear(&config);
 
     if (PyStatus_Exception(status)) {
@@ -241,11 +262,16 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     ngx_http_pyexec_run = PyDict_GetItemString(dict, "run");
     ngx_http_pyexec_new_session = PyDict_GetItemString(dict, "new_session");
     ngx_http_pyexec_variables = PyDict_GetItemString(dict, "variables");
+    ngx_http_pyexec_close_session = PyDict_GetItemString(dict,
+                                                         "close_session");
+    ngx_http_pyexec_reap = PyDict_GetItemString(dict, "reap");
     ngx_http_pyexec_timeout_exc = PyDict_GetItemString(dict, "TimeoutError");
     setup = PyDict_GetItemString(dict, "setup");
 
     if (ngx_http_pyexec_run == NULL || ngx_http_pyexec_new_session == NULL
         || ngx_http_pyexec_variables == NULL
+        || ngx_http_pyexec_close_session == NULL
+        || ngx_http_pyexec_reap == NULL
         || ngx_http_pyexec_timeout_exc == NULL || setup == NULL)
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0, "pyexec: bootstrap incomplete");
@@ -255,6 +281,8 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     Py_INCREF(ngx_http_pyexec_run);
     Py_INCREF(ngx_http_pyexec_new_session);
     Py_INCREF(ngx_http_pyexec_variables);
+    Py_INCREF(ngx_http_pyexec_close_session);
+    Py_INCREF(ngx_http_pyexec_reap);
     Py_INCREF(ngx_http_pyexec_timeout_exc);
 
     handler = PyCFunction_New(&ngx_http_pyexec_methods[0], NULL);
@@ -265,10 +293,11 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     }
 
     Py_DECREF(res);
-    res = PyObject_CallFunction(setup, "s#OOiO",
+    res = PyObject_CallFunction(setup, "s#OOiOs",
                                 pmcf->data_dir.data, pmcf->data_dir.len,
                                 enter, leave,
-                                (int) NGX_HTTP_PYEXEC_SIGNAL, handler);
+                                (int) NGX_HTTP_PYEXEC_SIGNAL, handler,
+                                NGX_HTTP_PYEXEC_PYTHON);
     if (res == NULL) {
         goto failed;
     }
@@ -333,6 +362,7 @@ failed:
 void
 ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
 {
+    PyObject                   *res;
     ngx_http_pyexec_session_t  *s;
 
     if (ngx_http_pyexec_proc.failed || ngx_http_pyexec_tstate == NULL) {
@@ -362,9 +392,19 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
 
     case NGX_HTTP_PYEXEC_OP_DESTROY:
         s = t->session;
+        res = PyObject_CallOneArg(ngx_http_pyexec_close_session,
+                                  (PyObject *) s->ns);
+        if (res == NULL) {
+            ngx_http_pyexec_interp_log_error(t->log, "close_session()");
+        }
+
+        Py_XDECREF(res);
         Py_CLEAR(s->ns);
         Py_CLEAR(s->injected);
         break;
+
+    case NGX_HTTP_PYEXEC_OP_REAP:
+        break;      /* interp_after() reaps */
     }
 
     ngx_http_pyexec_interp_after(t->log);
@@ -381,6 +421,7 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
 static void
 ngx_http_pyexec_interp_after(ngx_log_t *log)
 {
+    PyObject      *res;
     PyDictObject  *b;
 
     /*
@@ -391,6 +432,17 @@ ngx_http_pyexec_interp_after(ngx_log_t *log)
 
     if (getpid() != ngx_pid) {
         _exit(0);
+    }
+
+    /* children that exited: reaped here, never on the event loop */
+
+    if (ngx_http_pyexec_child_exited()) {
+        res = PyObject_CallNoArgs(ngx_http_pyexec_reap);
+        if (res == NULL) {
+            ngx_http_pyexec_interp_log_error(log, "reap()");
+        }
+
+        Py_XDECREF(res);
     }
 
     /* builtins are shared by every session of the worker: restore them */
@@ -538,8 +590,9 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     Py_ssize_t   i, n;
     const unsigned char  *vbuf;
 
-    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 13
-        || !PyList_Check(PyTuple_GET_ITEM(res, 11)))
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 14
+        || !PyList_Check(PyTuple_GET_ITEM(res, 11))
+        || !PyList_Check(PyTuple_GET_ITEM(res, 13)))
     {
         return NGX_ERROR;
     }
@@ -580,8 +633,11 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
             return NGX_ERROR;
         }
 
+        /* as JSON when it fits the output cap, else its (capped) repr */
+
         if (ngx_http_pyexec_interp_gen_value(vg, value, 0) == NGX_OK
-            && yajl_gen_get_buf(vg, &vbuf, &len) == yajl_gen_status_ok)
+            && yajl_gen_get_buf(vg, &vbuf, &len) == yajl_gen_status_ok
+            && len <= ngx_http_pyexec_proc.pmcf->output_max)
         {
             /* splice the rendered value in verbatim */
             ok = yajl_gen_number(g, (const char *) vbuf, len)
@@ -631,22 +687,11 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     }
 
     ngx_http_pyexec_json_str(g, "outputs");
-    yajl_gen_array_open(g);
-
-    n = PyList_GET_SIZE(figs);
-    for (i = 0; i < n; i++) {
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_kv(g, "mime", (u_char *) "image/png", 9);
-        ngx_http_pyexec_json_str(g, "data");
-        if (ngx_http_pyexec_interp_gen_str(g, PyList_GET_ITEM(figs, i))
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-        yajl_gen_map_close(g);
+    if (ngx_http_pyexec_interp_gen_outputs(g, figs, PyTuple_GET_ITEM(res, 13))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
-
-    yajl_gen_array_close(g);
 
     ngx_http_pyexec_json_str(g, "error_name");
     if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(res, 6)) != NGX_OK)
@@ -689,6 +734,93 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * "outputs": the display() bundles in call order, each
+ * {"mime": the richest type, "data": ..., "bundle": {mime: data, ...}},
+ * then the figures left open at the end of the cell, {"mime", "data"}.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *figs,
+    PyObject *outputs)
+{
+    PyObject    *item, *pairs, *pair;
+    Py_ssize_t   i, j, n, m;
+
+    if (yajl_gen_array_open(g) != yajl_gen_status_ok) {
+        return NGX_ERROR;
+    }
+
+    n = PyList_GET_SIZE(outputs);
+    for (i = 0; i < n; i++) {
+        item = PyList_GET_ITEM(outputs, i);
+
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3
+            || !PyTuple_Check(PyTuple_GET_ITEM(item, 2)))
+        {
+            return NGX_ERROR;
+        }
+
+        yajl_gen_map_open(g);
+        ngx_http_pyexec_json_str(g, "mime");
+        if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(item, 0))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_pyexec_json_str(g, "data");
+        if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(item, 1))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_pyexec_json_str(g, "bundle");
+        yajl_gen_map_open(g);
+
+        pairs = PyTuple_GET_ITEM(item, 2);
+        m = PyTuple_GET_SIZE(pairs);
+        for (j = 0; j < m; j++) {
+            pair = PyTuple_GET_ITEM(pairs, j);
+
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(pair, 0))
+                   != NGX_OK
+                || ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(pair, 1))
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        yajl_gen_map_close(g);
+
+        if (yajl_gen_map_close(g) != yajl_gen_status_ok) {
+            return NGX_ERROR;
+        }
+    }
+
+    n = PyList_GET_SIZE(figs);
+    for (i = 0; i < n; i++) {
+        yajl_gen_map_open(g);
+        ngx_http_pyexec_json_kv(g, "mime", (u_char *) "image/png", 9);
+        ngx_http_pyexec_json_str(g, "data");
+        if (ngx_http_pyexec_interp_gen_str(g, PyList_GET_ITEM(figs, i))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (yajl_gen_map_close(g) != yajl_gen_status_ok) {
+            return NGX_ERROR;
+        }
+    }
+
+    return yajl_gen_array_close(g) == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
 }
 
 

@@ -161,15 +161,10 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
                                    "value_error.missing");
     }
 
-    /* has_code with no data: code was of another type, reported above */
-
-    if (req->has_code && req->code.data
-        && ngx_strlchr(req->code.data, req->code.data + req->code.len, '\0'))
-    {
-        ngx_http_pyexec_json_error(&ctx, "code",
-                                   "code contains a NUL character",
-                                   "value_error.str.nul");
-    }
+    /*
+     * a NUL in code is Python's to refuse (compile() says so, a cell
+     * error); the code travels with its length, never as a C string
+     */
 
     if (req->has_session_id
         && req->session_id.len > NGX_HTTP_PYEXEC_SESSION_ID_MAX)

@@ -143,15 +143,15 @@ POST /execute
 
 
 
-=== TEST 10: \u0000 in code never runs truncated
+=== TEST 10: \u0000 in code: what compile() says, nothing of it runs
 --- main_config eval: $::MainConfig
 --- config eval: $::Config
 --- request
 POST /execute
-{"code": "print('a')\u0000import os; os._exit(1)"}
---- error_code: 422
---- response_body chomp
-{"detail":[{"loc":["body","code"],"msg":"code contains a NUL character","type":"value_error.str.nul"}]}
+{"code": "print('a')\u0000import os; os._exit(1)", "session_id": "nul"}
+--- error_code: 200
+--- response_body_like chomp
+^\{"result":null,"session_id":"nul","success":false,"error":"ValueError: source code string cannot contain null bytes","stdout":"","stderr":"",.*"error_name":"ValueError",
 --- no_error_log
 [error]
 

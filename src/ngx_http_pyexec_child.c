@@ -1,0 +1,208 @@
+
+/*
+ * Copyright (C) pyexec authors
+ *
+ * Child processes of a worker.  User code forks: os.fork(),
+ * multiprocessing, concurrent.futures, subprocess, joblib's loky.
+ *
+ * nginx's signal handler reaps any child on SIGCHLD, in every process
+ * (waitpid(-1) in ngx_process_get_status()).  In a worker that took exit
+ * statuses away from Python: subprocess saw 0 for every child, and
+ * multiprocessing, which then never sees its children end, waited for
+ * ever.  A worker has no children of nginx's own, so SIGCHLD goes back to
+ * its default disposition and Python waits for its children itself.  What
+ * nobody waits for is reaped in the interpreter thread after a task
+ * (interp.c), or by a reap task that a timer posts to the interpreter
+ * pool while the worker is idle: never on the event loop.
+ *
+ * A fork()ed child is a copy of the worker.  In the child, at the fork,
+ * every descriptor of nginx's connections (listening sockets, clients,
+ * upstream and front connections, the channel to the master) is closed:
+ * the child can neither serve nor keep a socket alive that the worker
+ * closes, which would also leave stale events in the worker's epoll set.
+ * subprocess and multiprocessing are made to fork() rather than vfork()
+ * (bootstrap.py), so that this runs before they exec too.
+ */
+
+
+#include "ngx_http_pyexec_common.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+
+#define NGX_HTTP_PYEXEC_REAP_INTERVAL  2000
+
+
+static void ngx_http_pyexec_child_atfork(void);
+static void ngx_http_pyexec_child_timer(ngx_event_t *ev);
+static void ngx_http_pyexec_child_reap_thread(void *data, ngx_log_t *log);
+static void ngx_http_pyexec_child_reap_done(ngx_event_t *ev);
+
+
+static ngx_event_t  ngx_http_pyexec_child_event;
+static ngx_uint_t   ngx_http_pyexec_child_posted;
+static ngx_uint_t   ngx_http_pyexec_child_registered;
+
+
+ngx_int_t
+ngx_http_pyexec_child_init_process(ngx_cycle_t *cycle)
+{
+    int               err;
+    struct sigaction  sa;
+
+    ngx_memzero(&sa, sizeof(struct sigaction));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+
+    if (sigaction(SIGCHLD, &sa, NULL) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "pyexec: sigaction(SIGCHLD) failed");
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_pyexec_child_registered) {
+        err = pthread_atfork(NULL, NULL, ngx_http_pyexec_child_atfork);
+        if (err != 0) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+                          "pyexec: pthread_atfork() failed");
+            return NGX_ERROR;
+        }
+
+        ngx_http_pyexec_child_registered = 1;
+    }
+
+    /* cancelable: a graceful exit does not wait for it */
+
+    ngx_http_pyexec_child_event.handler = ngx_http_pyexec_child_timer;
+    ngx_http_pyexec_child_event.log = cycle->log;
+    ngx_http_pyexec_child_event.cancelable = 1;
+    ngx_add_timer(&ngx_http_pyexec_child_event, NGX_HTTP_PYEXEC_REAP_INTERVAL);
+
+    return NGX_OK;
+}
+
+
+/* any thread: has a child exited that nobody reaped yet (nothing reaped) */
+
+ngx_uint_t
+ngx_http_pyexec_child_exited(void)
+{
+    siginfo_t  si;
+
+    si.si_pid = 0;
+
+    if (waitid(P_ALL, 0, &si, WEXITED|WNOHANG|WNOWAIT) == -1) {
+        return 0;       /* ECHILD: no children at all */
+    }
+
+    return si.si_pid != 0;
+}
+
+
+/*
+ * In the child of fork(), only async-signal-safe calls.  The child also
+ * gets the signals of a plain process back: nginx's pool threads block
+ * every signal and nginx's handlers only set flags of its event loop, so
+ * a child (and whatever it execs) would otherwise ignore SIGTERM, and
+ * Pool.terminate() would wait for ever.
+ */
+
+static int  ngx_http_pyexec_child_signals[] = {
+    SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGIO,
+    SIGALRM, SIGCHLD, SIGSYS, 0
+};
+
+
+static void
+ngx_http_pyexec_child_atfork(void)
+{
+    int               *sig;
+    sigset_t           set;
+    ngx_uint_t         i;
+    ngx_connection_t  *c;
+
+    for (sig = ngx_http_pyexec_child_signals; *sig; sig++) {
+        (void) signal(*sig, SIG_DFL);
+    }
+
+    sigemptyset(&set);
+    (void) sigprocmask(SIG_SETMASK, &set, NULL);
+
+    if (ngx_cycle == NULL || ngx_cycle->connections == NULL) {
+        return;
+    }
+
+    c = ngx_cycle->connections;
+
+    for (i = 0; i < ngx_cycle->connection_n; i++) {
+        if (c[i].fd != (ngx_socket_t) -1 && c[i].fd > 2) {
+            (void) close(c[i].fd);
+        }
+    }
+}
+
+
+static void
+ngx_http_pyexec_child_timer(ngx_event_t *ev)
+{
+    ngx_thread_task_t       *task;
+    ngx_http_pyexec_task_t  *t;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_PYEXEC_REAP_INTERVAL);
+
+    if (ngx_http_pyexec_child_posted || !ngx_http_pyexec_proc.ready
+        || !ngx_http_pyexec_child_exited())
+    {
+        return;
+    }
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t)
+                      + sizeof(ngx_http_pyexec_task_t), ev->log);
+    if (task == NULL) {
+        return;
+    }
+
+    t = (ngx_http_pyexec_task_t *) (task + 1);
+    t->op = NGX_HTTP_PYEXEC_OP_REAP;
+    t->log = ngx_cycle->log;
+
+    task->ctx = t;
+    task->handler = ngx_http_pyexec_child_reap_thread;
+    task->event.handler = ngx_http_pyexec_child_reap_done;
+    task->event.data = task;
+    task->event.log = ngx_cycle->log;
+
+    if (ngx_thread_task_post(ngx_http_pyexec_proc.pmcf->thread_pool, task)
+        != NGX_OK)
+    {
+        ngx_free(task);
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_CORE, ev->log, 0,
+                   "pyexec: a child exited, reap task posted");
+
+    ngx_http_pyexec_child_posted = 1;
+}
+
+
+static void
+ngx_http_pyexec_child_reap_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_pyexec_interp_run(data);
+}
+
+
+static void
+ngx_http_pyexec_child_reap_done(ngx_event_t *ev)
+{
+    ngx_free(ev->data);
+
+    ngx_http_pyexec_child_posted = 0;
+}
