@@ -17,7 +17,8 @@
  *
  * A fork()ed child is a copy of the worker.  In the child, at the fork,
  * every descriptor of nginx's connections (listening sockets, clients,
- * upstream and front connections, the channel to the master) is closed:
+ * upstream and front connections, the channels to the master and to the
+ * other workers) is closed:
  * the child can neither serve nor keep a socket alive that the worker
  * closes, which would also leave stale events in the worker's epoll set.
  * subprocess and multiprocessing are made to fork() rather than vfork()
@@ -120,6 +121,7 @@ ngx_http_pyexec_child_atfork(void)
 {
     int               *sig;
     sigset_t           set;
+    ngx_int_t          n;
     ngx_uint_t         i;
     ngx_connection_t  *c;
 
@@ -129,6 +131,21 @@ ngx_http_pyexec_child_atfork(void)
 
     sigemptyset(&set);
     (void) sigprocmask(SIG_SETMASK, &set, NULL);
+
+    /*
+     * the channels to the other workers, which are no connections here:
+     * a worker keeps channel[0] of each live sibling, and nginx sets it
+     * to -1 when it closes one (NGX_CMD_CLOSE_CHANNEL); siblings started
+     * after this worker are not counted in its ngx_last_process
+     */
+
+    for (n = 0; n < NGX_MAX_PROCESSES; n++) {
+        if (n != ngx_process_slot && ngx_processes[n].pid > 0
+            && ngx_processes[n].channel[0] > 2)
+        {
+            (void) close(ngx_processes[n].channel[0]);
+        }
+    }
 
     if (ngx_cycle == NULL || ngx_cycle->connections == NULL) {
         return;
