@@ -242,5 +242,7 @@ if [ -n "${res[trivial.direct]:-}" ]; then
     goal "routed trivial p99 <= 1 ms at $CONNS connections (${res[trivial.front.p99]} ms)" "${res[trivial.front.p99]}" 0 'a <= 1.0'
 fi
 per=$(echo "$idle" | sed -n 's/.*bytes_per_session=\([0-9]*\).*/\1/p')
-goal "<= 1 KiB per idle session (${per:-?} bytes)" "${per:-99999}" 0 'a <= 1024'
+# restated from 1 KiB: each session has its own builtins module since the
+# notebook-fidelity round (a copy of ~160 names, ~3.4 KiB; README)
+goal "<= 5 KiB per idle session (${per:-?} bytes)" "${per:-99999}" 0 'a <= 5120'
 goal "cold start <= 100 ms without preloads (${cold:-?} ms)" "${cold:-99999}" 0 'a <= 100'

@@ -66,11 +66,13 @@ class _Capture(_TextSink):
         self.truncated = False
 
     def write(self, s):
-        _check_str(s)
+        if not isinstance(s, str):
+            _check_str(s)
         n = len(s)
-        if n <= self._room:
+        room = self._room
+        if n <= room:
             self._parts.append(s)
-            self._room -= n
+            self._room = room - n
         else:
             if self._room > 0:
                 self._parts.append(s[:self._room])
@@ -103,7 +105,10 @@ class _Router(_TextSink):
         self._which = which
 
     def write(self, s):
-        if not _in_cell():
+        # _in_cell(), inline: this runs for every print()
+        me = _thread.get_ident()
+        if me != _cell_thread and (_cell_owner is None
+                                   or _owners.get(me) is not _cell_owner):
             _check_str(s)
             return len(s)
         return _cell_streams[self._which].write(s)
@@ -264,6 +269,7 @@ def setup(data_dir, c_enter, c_leave, signo, handler, executable):
     # what every session's builtins are copied from
     _PRISTINE = dict(builtins.__dict__)
     _PRISTINE["display"] = display
+    _PRISTINE["__import__"] = _session_import
     for cls in _GUARDED_CLASSES:
         _CLASS_DICTS.append((cls, dict(cls.__dict__)))
 
@@ -315,8 +321,13 @@ class _Loader:
         return getattr(self._real, name)
 
 
+def _clear_output(wait=False):
+    """IPython's clear_output(): there is no front end to clear."""
+
+
 def _patch_ipython_display(mod):
     mod.display = display
+    mod.clear_output = _clear_output
 
 
 def _cloudpickle():
@@ -576,25 +587,30 @@ class _Session:
         self.ns = self.main.__dict__
         self.bmod = types.ModuleType("builtins")
         self.bmod.__dict__.update(_PRISTINE)
-        self.bmod.__dict__["__import__"] = _session_import(self.bmod)
         self.ns["__builtins__"] = self.bmod
         self.loop = None
 
 
-def _session_import(bmod):
-    """`import builtins` in a cell is the session's builtins module; the
-    libraries it imports keep the real one."""
-    real = builtins.__import__
+def _session_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """__import__ of every session's builtins: `import builtins` in a cell
+    is the session's builtins module (found through the importing code's
+    globals: no reference cycle, a deleted session is freed at once); the
+    libraries keep the real one."""
+    if name == "builtins" and not level and globals is not None:
+        b = globals.get("__builtins__")
+        if type(b) is types.ModuleType:
+            return b
+    return _real_import(name, globals, locals, fromlist, level)
 
-    def __import__(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "builtins" and not level:
-            return bmod
-        return real(name, globals, locals, fromlist, level)
 
-    return __import__
+_real_import = builtins.__import__
+_NO_MAIN = types.ModuleType("__main__")     # between sessions
 
 
 def close_session(sess):
+    """The session is deleted: nothing of the worker keeps it alive."""
+    if sys.modules.get("__main__") is sess.main:
+        sys.modules["__main__"] = _NO_MAIN
     loop = sess.loop
     sess.loop = None
     if loop is not None and not loop.is_running():

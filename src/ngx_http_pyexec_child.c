@@ -42,7 +42,8 @@ static void ngx_http_pyexec_child_reap_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_child_reap_done(ngx_event_t *ev);
 
 
-static ngx_event_t  ngx_http_pyexec_child_event;
+static ngx_event_t       ngx_http_pyexec_child_event;
+static ngx_connection_t  ngx_http_pyexec_child_dumb;  /* for debug logs */
 static ngx_uint_t   ngx_http_pyexec_child_posted;
 static ngx_uint_t   ngx_http_pyexec_child_registered;
 
@@ -74,14 +75,28 @@ ngx_http_pyexec_child_init_process(ngx_cycle_t *cycle)
         ngx_http_pyexec_child_registered = 1;
     }
 
-    /* cancelable: a graceful exit does not wait for it */
+    return NGX_OK;
+}
+
+
+/*
+ * event loop, once the interpreter is up (the timer tree may not exist
+ * yet when this module's init_process runs); cancelable: a graceful exit
+ * does not wait for it
+ */
+
+void
+ngx_http_pyexec_child_start_reaper(ngx_log_t *log)
+{
+    /* the event's data is read as a connection by the debug log */
+
+    ngx_http_pyexec_child_dumb.fd = (ngx_socket_t) -1;
 
     ngx_http_pyexec_child_event.handler = ngx_http_pyexec_child_timer;
-    ngx_http_pyexec_child_event.log = cycle->log;
+    ngx_http_pyexec_child_event.data = &ngx_http_pyexec_child_dumb;
+    ngx_http_pyexec_child_event.log = log;
     ngx_http_pyexec_child_event.cancelable = 1;
     ngx_add_timer(&ngx_http_pyexec_child_event, NGX_HTTP_PYEXEC_REAP_INTERVAL);
-
-    return NGX_OK;
 }
 
 

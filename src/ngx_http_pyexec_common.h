@@ -250,6 +250,7 @@ void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
 /* child.c */
 ngx_int_t ngx_http_pyexec_child_init_process(ngx_cycle_t *cycle);
 ngx_uint_t ngx_http_pyexec_child_exited(void);
+void ngx_http_pyexec_child_start_reaper(ngx_log_t *log);
 
 /* task.c */
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);

@@ -175,6 +175,8 @@ ngx_http_pyexec_interp_init_done(ngx_event_t *ev)
         ngx_http_pyexec_proc.ready = 1;
         ngx_log_error(NGX_LOG_INFO, ev->log, 0,
                       "pyexec: Python %s ready", Py_GetVersion());
+
+        ngx_http_pyexec_child_start_reaper(ev->log);
     }
 
     ngx_free(task);

@@ -106,6 +106,10 @@ calls = [
     ("/execute", "post", "/execute",
      {"code": "import matplotlib.pyplot as plt\nplt.plot([1])"}, None,
      "figure"),
+    ("/execute", "post", "/execute",
+     {"code": "import pandas as pd\ndisplay(pd.DataFrame({'a': [1]}), 7)\n"
+              "import matplotlib.pyplot as plt\nplt.plot([1])"}, None,
+     "display"),
     ("/execute", "post", "/execute", None, None, "wrong method", "GET"),
     ("/sessions/{session_id}", "get", "/sessions/no-such", None, None,
      "unknown"),
