@@ -11,6 +11,8 @@ use warnings;
 
 use Test::More;
 use MIME::Base64 qw(decode_base64);
+use JSON::PP;
+use File::Temp ();
 use lib 't/lib';
 use Pyexec::Cells;
 
@@ -69,6 +71,35 @@ ok($r && $r->{success} && $r->{outputs}[0]{mime} eq 'text/plain'
 
 $r = cell("import threading\nt = threading.Thread(target=display, args=('from a thread',))\nt.start()\nt.join()");
 is($r && $r->{outputs}[0]{data}, "'from a thread'", 'display() from a thread the cell started');
+
+# the same display() calls in a real Jupyter kernel (Debian's ipykernel)
+my $cells = "import pandas as pd\nfrom IPython.display import HTML, Markdown, JSON\n"
+          . "df = pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})\nprint('out')\n"
+          . "display(df)\ndisplay(HTML('<b>hi</b>'), Markdown('# T'))\n"
+          . "display(7, 'text', [1, 2], {'k': None})\ndisplay(JSON({'k': [1]}))";
+my $jupyter = do {
+    local $ENV{LD_PRELOAD};
+    delete $ENV{LD_PRELOAD};
+    local $ENV{JUPYTER_RUNTIME_DIR} = File::Temp::tempdir(CLEANUP => 1);
+    open my $k, '|-', "t/lib/jupyter_run.py > $ENV{JUPYTER_RUNTIME_DIR}/out.json 2>/dev/null"
+        or die $!;
+    print $k $cells;
+    close $k;
+    open my $in, '<', "$ENV{JUPYTER_RUNTIME_DIR}/out.json" or die $!;
+    local $/;
+    JSON::PP->new->decode(<$in> // 'null');
+};
+ok($jupyter && @{ $jupyter->{outputs} } == 8, 'a Jupyter kernel ran the cell: eight display_data bundles');
+$r = cell($cells);
+my @ours = map {
+    my %b = %{ $_->{bundle} };
+    $b{'application/json'} = JSON::PP->new->decode($b{'application/json'})
+        if exists $b{'application/json'};
+    \%b;
+} @{ $r ? $r->{outputs} : [] };
+is_deeply(\@ours, $jupyter && $jupyter->{outputs},
+          'display() bundles: the same types and data as the Jupyter kernel\'s display_data');
+is($r && $r->{stdout}, $jupyter && $jupyter->{stdout}, '... and the same stdout');
 
 # }}}
 # {{{ top-level await
