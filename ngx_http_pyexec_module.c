@@ -147,6 +147,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, session_init),
       NULL },
 
+    { ngx_string("pyexec_python"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, python),
+      NULL },
+
     { ngx_string("pyexec_data_dir"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -283,6 +290,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
      *     pmcf->thread_pool = NULL;
      *     pmcf->session_init = { 0, NULL };
      *     pmcf->data_dir = { 0, NULL };
+     *     pmcf->python = { 0, NULL };
      *     pmcf->worker_socket = { 0, NULL };
      *     pmcf->session_secret = { 0, NULL };
      *     pmcf->uses_python = 0;
@@ -379,11 +387,19 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
      * subprocess, multiprocessing's spawn and loky start it
      */
 
-    if (access(NGX_HTTP_PYEXEC_PYTHON, X_OK) == -1) {
+    if (pmcf->python.data == NULL) {
+        ngx_str_set(&pmcf->python, NGX_HTTP_PYEXEC_PYTHON);
+    }
+
+    /* conf strings and the literal are NUL-terminated */
+
+    if (access((char *) pmcf->python.data, X_OK) == -1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "pyexec: the Python interpreter \"%s\" that the "
-                           "module was built for is missing (apt-get install "
-                           "python3)", NGX_HTTP_PYEXEC_PYTHON);
+                           "pyexec: the Python interpreter \"%V\" is missing "
+                           "or not executable (sys.executable; built for "
+                           "\"%s\": apt-get install python3, or set "
+                           "pyexec_python)", &pmcf->python,
+                           NGX_HTTP_PYEXEC_PYTHON);
         return NGX_CONF_ERROR;
     }
 

@@ -62,6 +62,7 @@ typedef struct {
     ngx_thread_pool_t           *thread_pool;
     ngx_str_t                    session_init;
     ngx_str_t                    data_dir;
+    ngx_str_t                    python;       /* sys.executable */
     ngx_uint_t                   session_max;
     ngx_msec_t                   session_idle_timeout;
     ngx_uint_t                   session_queue;

@@ -216,10 +216,10 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
      */
 
     status = PyConfig_SetBytesString(&config, &config.executable,
-                                     NGX_HTTP_PYEXEC_PYTHON);
+                                     (char *) pmcf->python.data);
     if (!PyStatus_Exception(status)) {
         status = PyConfig_SetBytesString(&config, &config.base_executable,
-                                         NGX_HTTP_PYEXEC_PYTHON);
+                                         (char *) pmcf->python.data);
     }
 
     if (!PyStatus_Exception(status)) {
@@ -295,11 +295,11 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     }
 
     Py_DECREF(res);
-    res = PyObject_CallFunction(setup, "s#OOiOs",
+    res = PyObject_CallFunction(setup, "s#OOiOs#",
                                 pmcf->data_dir.data, pmcf->data_dir.len,
                                 enter, leave,
                                 (int) NGX_HTTP_PYEXEC_SIGNAL, handler,
-                                NGX_HTTP_PYEXEC_PYTHON);
+                                pmcf->python.data, pmcf->python.len);
     if (res == NULL) {
         goto failed;
     }

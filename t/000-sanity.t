@@ -34,6 +34,7 @@ GET /health
 --- http_config
     pyexec_thread_pool pyexec;
     pyexec_session_init "x = 1";
+    pyexec_python /usr/bin/python3.11;
     pyexec_data_dir data;
     pyexec_session_max 100;
     pyexec_session_idle_timeout 1h;

@@ -137,3 +137,15 @@ invalid value "10m": "off" or a size of at least 67108864
 --- must_die
 --- error_log
 invalid value "lots": "off" or a size of at least
+
+
+
+=== TEST 12: pyexec_python that is not there: nginx refuses to start
+--- main_config eval: $::MainConfig
+--- http_config
+    pyexec_python /nonexistent/python3.11;
+--- config
+    location = /execute { pyexec_execute; }
+--- must_die
+--- error_log
+pyexec: the Python interpreter "/nonexistent/python3.11" is missing or not executable
