@@ -15,7 +15,10 @@
  *  - when an allocation fails, the parser says so (NGX_ERROR), whichever
  *    allocation it is;
  *  - the gather's copy either leaves the generator untouched or adds
- *    valid JSON.
+ *    valid JSON;
+ *  - the input as an X-Session-Id or /sessions/{id} id: when the id
+ *    checks pass it, yajl's validating generator writes it, so no answer
+ *    that echoes it is ever broken JSON.
  */
 
 
@@ -29,6 +32,7 @@
 
 static void ngx_fuzz_json_detail(ngx_str_t *err);
 static void ngx_fuzz_json_copy(const uint8_t *data, size_t size);
+static void ngx_fuzz_json_id(u_char *p, size_t len);
 static yajl_val ngx_fuzz_json_tree(const u_char *p, size_t len);
 
 
@@ -90,6 +94,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_fuzz_pool_reset(0);
 
     ngx_fuzz_json_copy(buf, size);
+
+    ngx_fuzz_json_id(buf, size);
 
     free(buf);
 
@@ -169,4 +175,27 @@ ngx_fuzz_json_tree(const u_char *p, size_t len)
     free(s);
 
     return v;
+}
+
+
+static void
+ngx_fuzz_json_id(u_char *p, size_t len)
+{
+    yajl_gen  g;
+
+    if (len > NGX_HTTP_PYEXEC_SESSION_ID_MAX
+        || !ngx_http_pyexec_id_is_utf8(p, len)
+        || ngx_http_pyexec_id_has_control(p, len))
+    {
+        return;
+    }
+
+    g = ngx_http_pyexec_json_gen();
+    ngx_fuzz_assert(g != NULL);
+    ngx_fuzz_assert(yajl_gen_map_open(g) == yajl_gen_status_ok);
+    ngx_fuzz_assert(yajl_gen_string(g, (u_char *) "session_id", 10)
+                    == yajl_gen_status_ok);
+    ngx_fuzz_assert(yajl_gen_string(g, p, len) == yajl_gen_status_ok);
+    ngx_fuzz_assert(yajl_gen_map_close(g) == yajl_gen_status_ok);
+    yajl_gen_free(g);
 }

@@ -240,6 +240,7 @@ void ngx_http_pyexec_session_mint(u_char *out);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
 
 ngx_int_t ngx_http_pyexec_id_has_control(u_char *p, size_t len);
+ngx_int_t ngx_http_pyexec_id_is_utf8(u_char *p, size_t len);
 
 ngx_int_t ngx_http_pyexec_registry_conf(ngx_conf_t *cf, size_t size);
 void ngx_http_pyexec_registry_init_process(ngx_cycle_t *cycle);

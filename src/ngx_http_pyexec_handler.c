@@ -18,7 +18,8 @@ static ngx_int_t ngx_http_pyexec_session_list(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_session_new(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
     ngx_http_pyexec_request_t *req, u_char *minted, ngx_str_t *id);
-static ngx_int_t ngx_http_pyexec_bad_header_id(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyexec_bad_header_id(ngx_http_request_t *r,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_pyexec_session_info(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_session_delete(ngx_http_request_t *r,
@@ -295,13 +296,15 @@ ngx_http_pyexec_session_new(ngx_http_request_t *r)
 {
     u_char                      minted[NGX_HTTP_PYEXEC_UUID_LEN];
     yajl_gen                    g;
+    ngx_int_t                   rc;
     ngx_str_t                   id;
     ngx_http_pyexec_session_t  *s;
 
     /* a front passes the id it routed on; so may a client */
 
-    if (ngx_http_pyexec_resolve_id(r, NULL, minted, &id) != NGX_OK) {
-        return ngx_http_pyexec_bad_header_id(r);
+    rc = ngx_http_pyexec_resolve_id(r, NULL, minted, &id);
+    if (rc != NGX_OK) {
+        return ngx_http_pyexec_bad_header_id(r, rc);
     }
 
     s = ngx_http_pyexec_session_find(id.data, id.len);
@@ -346,12 +349,8 @@ ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
 
     rc = ngx_http_pyexec_route_header_id(r, id);
 
-    if (rc == NGX_OK) {
-        return NGX_OK;
-    }
-
-    if (rc == NGX_ERROR) {
-        return NGX_DECLINED;
+    if (rc != NGX_DECLINED) {
+        return rc;      /* NGX_OK, or too long, or not UTF-8 */
     }
 
     ngx_http_pyexec_session_mint(minted);
@@ -363,17 +362,29 @@ ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_pyexec_bad_header_id(ngx_http_request_t *r)
+ngx_http_pyexec_bad_header_id(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_str_t  err = ngx_string(
+    ngx_str_t  long_id = ngx_string(
         "{\"detail\":[{\"loc\":[\"header\",\"x-session-id\"],"
         "\"msg\":\"ensure this value has at most 256 characters\","
         "\"type\":\"value_error.any_str.max_length\"}]}");
+    ngx_str_t  bad_id = ngx_string(
+        "{\"detail\":[{\"loc\":[\"header\",\"x-session-id\"],"
+        "\"msg\":\"must be valid UTF-8 without control characters\","
+        "\"type\":\"value_error.str.encoding\"}]}");
+
+    if (rc == NGX_ABORT) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pyexec: X-Session-Id header is not UTF-8 or holds "
+                      "a control character");
+
+        return ngx_http_pyexec_send(r, NGX_HTTP_UNPROCESSABLE_ENTITY, &bad_id);
+    }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "pyexec: X-Session-Id header is too long");
 
-    return ngx_http_pyexec_send(r, NGX_HTTP_UNPROCESSABLE_ENTITY, &err);
+    return ngx_http_pyexec_send(r, NGX_HTTP_UNPROCESSABLE_ENTITY, &long_id);
 }
 
 
@@ -512,8 +523,9 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_http_pyexec_resolve_id(r, &req, minted, &sid) != NGX_OK) {
-        ngx_http_pyexec_finalize(r, ngx_http_pyexec_bad_header_id(r));
+    rc = ngx_http_pyexec_resolve_id(r, &req, minted, &sid);
+    if (rc != NGX_OK) {
+        ngx_http_pyexec_finalize(r, ngx_http_pyexec_bad_header_id(r, rc));
         return;
     }
 

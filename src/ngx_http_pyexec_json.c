@@ -525,6 +525,65 @@ ngx_http_pyexec_id_has_control(u_char *p, size_t len)
 }
 
 
+/*
+ * Well-formed UTF-8 (no overlong forms, no surrogates, nothing past
+ * U+10FFFF), a subset of what yajl's generator accepts with
+ * yajl_gen_validate_utf8: an id from a header or a path that passes can
+ * be written into every answer (fuzz/fuzz_json.c checks that)
+ */
+
+ngx_int_t
+ngx_http_pyexec_id_is_utf8(u_char *p, size_t len)
+{
+    u_char    *last;
+    size_t     n, i;
+    uint32_t   u, min;
+
+    last = p + len;
+
+    while (p < last) {
+        u = *p++;
+
+        if (u < 0x80) {
+            continue;
+        }
+
+        if (u >= 0xc2 && u <= 0xdf) {
+            n = 1; u &= 0x1f; min = 0x80;
+
+        } else if (u >= 0xe0 && u <= 0xef) {
+            n = 2; u &= 0x0f; min = 0x800;
+
+        } else if (u >= 0xf0 && u <= 0xf4) {
+            n = 3; u &= 0x07; min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if ((size_t) (last - p) < n) {
+            return 0;
+        }
+
+        for (i = 0; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            u = (u << 6) | (p[i] & 0x3f);
+        }
+
+        p += n;
+
+        if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 yajl_gen
 ngx_http_pyexec_json_gen(void)
 {

@@ -162,7 +162,9 @@ ngx_http_pyexec_route_header(ngx_http_request_t *r, ngx_str_t *name)
 
 /*
  * The X-Session-Id header of a worker request: NGX_OK with the id,
- * NGX_DECLINED when absent or empty, NGX_ERROR when too long.
+ * NGX_DECLINED when absent or empty, NGX_ERROR when too long, NGX_ABORT
+ * when it is not UTF-8 or holds a control character (it could not be
+ * written into a JSON answer, nor passed on in a header).
  */
 
 ngx_int_t
@@ -178,6 +180,12 @@ ngx_http_pyexec_route_header_id(ngx_http_request_t *r, ngx_str_t *id)
 
     if (h->value.len > NGX_HTTP_PYEXEC_SESSION_ID_MAX) {
         return NGX_ERROR;
+    }
+
+    if (!ngx_http_pyexec_id_is_utf8(h->value.data, h->value.len)
+        || ngx_http_pyexec_id_has_control(h->value.data, h->value.len))
+    {
+        return NGX_ABORT;
     }
 
     *id = h->value;
@@ -238,9 +246,10 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     rc = ngx_http_pyexec_route_body_id(r, &ctx->id);
 
     if (rc == NGX_DECLINED) {
-        /* a header id that is too long is not routed on: the worker 422s */
+        /* a header id that is too long or not UTF-8 is not routed on:
+         * the worker 422s */
         rc = ngx_http_pyexec_route_header_id(r, &ctx->id);
-        if (rc == NGX_ERROR) {
+        if (rc == NGX_ERROR || rc == NGX_ABORT) {
             rc = NGX_DECLINED;
         }
 
@@ -371,9 +380,14 @@ ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
     ngx_unescape_uri(&dst, &p, last - p, 0);
     id->len = dst - id->data;
 
-    /* no session can have such an id, and it would be put in a header */
+    /*
+     * no session can have such an id (body ids are UTF-8, header ids are
+     * checked), and it would be put in a header and in JSON
+     */
 
-    if (ngx_http_pyexec_id_has_control(id->data, id->len)) {
+    if (ngx_http_pyexec_id_has_control(id->data, id->len)
+        || !ngx_http_pyexec_id_is_utf8(id->data, id->len))
+    {
         return NGX_DECLINED;
     }
 

@@ -8,7 +8,7 @@ use Test::Nginx::Socket;
 
 repeat_each(1);
 
-plan tests => repeat_each() * (blocks() * 2 + 7);
+plan tests => repeat_each() * (blocks() * 2 + 22);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -254,3 +254,55 @@ POST /all
 --- must_die
 --- error_log
 "pyexec_worker_socket unix:/tmp/pyexec-nowhere.sock" names no "listen" of any server
+
+
+
+=== TEST 18: an X-Session-Id that is not UTF-8 is a 422 on the worker, never broken JSON
+--- main_config eval: $::MainConfig
+--- config
+    location = /execute { pyexec_execute; }
+    location = /sessions { pyexec_sessions; }
+--- more_headers eval
+"X-Session-Id: ab\xffcd"
+--- pipelined_requests eval
+["POST /execute\n{\"code\": \"1\"}", "POST /sessions", "GET /sessions"]
+--- error_code eval
+[422, 422, 200]
+--- response_body eval
+['{"detail":[{"loc":["header","x-session-id"],"msg":"must be valid UTF-8 without control characters","type":"value_error.str.encoding"}]}',
+ '{"detail":[{"loc":["header","x-session-id"],"msg":"must be valid UTF-8 without control characters","type":"value_error.str.encoding"}]}',
+ '{"sessions":[]}']
+--- no_error_log
+[error]
+
+
+
+=== TEST 19: an X-Session-Id with a control character is a 422 on the worker
+--- main_config eval: $::MainConfig
+--- config
+    location = /execute { pyexec_execute; }
+--- more_headers eval
+"X-Session-Id: ab\x01cd"
+--- request
+POST /execute
+{"code": "1"}
+--- error_code: 422
+--- response_body_like: "msg":"must be valid UTF-8 without control characters"
+--- no_error_log
+[error]
+
+
+
+=== TEST 20: /sessions/{id} with an id that is not UTF-8: 404, and UTF-8 ids still work
+--- main_config eval: $::MainConfig
+--- config
+    location = /execute { pyexec_execute; }
+    location /sessions/ { pyexec_sessions; }
+--- pipelined_requests eval
+["POST /execute\n{\"code\": \"v = 1\", \"session_id\": \"caf\\u00e9\"}", "GET /sessions/ab%FFcd", "GET /sessions/caf%C3%A9"]
+--- error_code eval
+[200, 404, 200]
+--- response_body_like eval
+['"success":true', '^\{"detail":"Session not found"\}$', '^\{"session_id":"caf\xc3\xa9","variables":\["v"\]']
+--- no_error_log
+[error]
