@@ -118,6 +118,7 @@ test-asan: deps-test
 bench: deps-bench build
 	bench/run.sh
 	bench/upload.sh
+	bench/parallel.sh
 
 # SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
 soak: deps-bench build

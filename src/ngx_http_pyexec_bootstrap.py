@@ -331,12 +331,21 @@ def _patch_ipython_display(mod):
 
 
 def _cloudpickle():
-    for name in ("cloudpickle", "joblib.externals.cloudpickle"):
-        try:
-            return __import__(name, fromlist=["dumps"])
-        except ImportError:
-            continue
-    return None
+    """cloudpickle, or joblib's copy of it; looked up once (a module that
+    is not there costs a walk of sys.path at every try)."""
+    global _CP
+    if _CP is False:
+        _CP = None
+        for name in ("cloudpickle", "joblib.externals.cloudpickle"):
+            try:
+                _CP = __import__(name, fromlist=["dumps"])
+                break
+            except ImportError:
+                continue
+    return _CP
+
+
+_CP = False
 
 
 def _by_value(self, obj):
