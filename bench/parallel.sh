@@ -7,15 +7,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-OUT=$ROOT/build/bench/parallel
 PORT=${PARALLEL_PORT:-18997}
-NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
-
-rm -rf "$OUT"
 . "$HERE/shipped.sh"
-shipped_conf "$OUT" "$PORT"
-shipped_start "$OUT" "$PORT"
+shipped_bench parallel "$PORT"
 echo "# pyexec bench/parallel.sh: $(date -u +%FT%TZ), $(nproc) cores"
 /usr/bin/python3 "$HERE/parallel.py" "$PORT"

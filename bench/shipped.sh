@@ -1,8 +1,13 @@
 # bench/shipped.sh -- sourced by bench/*.sh: the repo's nginx.conf, as
 # `make run` renders it, under DIR on PORT (logs to DIR/logs, sockets in
 # DIR/sock, access log off), plus any extra sed expressions; written to
-# DIR/nginx.conf.
+# DIR/nginx.conf.  Sets ROOT, NGINX and MODULE when they are unset.
 #   shipped_conf DIR PORT [SED_EXPR...]
+#   shipped_bench NAME PORT: OUT=build/bench/NAME afresh, conf, started
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+NGINX=${NGINX:-/usr/sbin/nginx}
+MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
+
 shipped_conf() {
     local dir=$1 port=$2 e extra=()
     shift 2
@@ -32,4 +37,13 @@ shipped_start() {
     done
     echo "nginx on port $port did not answer /health" >&2
     return 1
+}
+
+# shipped_bench NAME PORT: the shipped conf under $ROOT/build/bench/NAME
+# ($OUT, emptied first), started
+shipped_bench() {
+    OUT=$ROOT/build/bench/$1
+    rm -rf "$OUT"
+    shipped_conf "$OUT" "$2"
+    shipped_start "$OUT" "$2"
 }

@@ -7,17 +7,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-OUT=$ROOT/build/bench/soak
 PORT=${SOAK_PORT:-18997}
-NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
-
-rm -rf "$OUT"
 . "$HERE/shipped.sh"
-shipped_conf "$OUT" "$PORT"
-
-shipped_start "$OUT" "$PORT"
+shipped_bench soak "$PORT"
 
 rc=0
 /usr/bin/python3 "$HERE/soak.py" --port "$PORT" --master "$master" \

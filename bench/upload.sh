@@ -9,19 +9,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-OUT=$ROOT/build/bench/upload
 MB=${UPLOAD_MB:-500}
 LIMIT_MB=${LIMIT_MB:-16}
 PORT=${UPLOAD_PORT:-18996}
-NGINX=${NGINX:-/usr/sbin/nginx}
-MODULE=${MODULE:-$ROOT/build/ngx_http_pyexec_module.so}
-
-rm -rf "$OUT"
 . "$HERE/shipped.sh"
-shipped_conf "$OUT" "$PORT"
-
-shipped_start "$OUT" "$PORT"
+shipped_bench upload "$PORT"
 # the interpreters are up once a cell ran on each worker
 curl -s -o /dev/null "http://127.0.0.1:$PORT/sessions"
 
