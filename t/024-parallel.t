@@ -181,8 +181,7 @@ my $sleeper = $r && $r->{result};
 
 # }}}
 
-my $log = $c->ng->log_text();
-unlike($log, qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
+unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
 $c->stop();
 my $free = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $c->ng->port,
                                  ReuseAddr => 1, Listen => 1);

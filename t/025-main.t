@@ -67,5 +67,5 @@ like($vars, qr/"variables":\["pickle","K","k","threading","out","t"\]/,
 
 # }}}
 
-unlike($c->ng->log_text(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
+unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
 done_testing();

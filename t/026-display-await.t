@@ -140,5 +140,5 @@ is($r && $r->{error}, $want, 'a NUL in code: the error compile() gives');
 
 # }}}
 
-unlike($c->ng->log_text(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
+unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
 done_testing();

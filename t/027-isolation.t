@@ -59,5 +59,5 @@ for my $break ("import sys\nsys.stdout.write = None",
 
 # }}}
 
-unlike($c->ng->log_text(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
+unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
 done_testing();

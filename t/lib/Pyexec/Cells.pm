@@ -27,14 +27,23 @@ sub new {
     my $port = ($ENV{TEST_NGINX_PORT} || 1984) + $o{port_offset};
     my $root = abs_path('.') . "/t/servroot-$o{name}";
     my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
-    return bless { ng => $ng, probe => 0, root => $root }, $class;
+    return bless { ng => $ng, root => $root }, $class;
 }
 
 sub ng { $_[0]{ng} }
 
 sub start {
     my ($self) = @_;
-    return $self->{ng}->start() && Pyexec::Shipped::wait_workers($self->{ng});
+    my $ok = $self->{ng}->start() && Pyexec::Shipped::wait_workers($self->{ng});
+    $self->{log_mark} = length($self->{ng}->log_text());
+    return $ok;
+}
+
+# the error log since both workers answered (while they start, the front
+# logs a [crit] for each worker socket that is not bound yet)
+sub log_after_start {
+    my ($self) = @_;
+    return substr($self->{ng}->log_text(), $self->{log_mark} // 0);
 }
 
 sub stop {
@@ -47,18 +56,25 @@ sub worker_of {
     return ($h->{'x-pyexec-worker'} // '') =~ m{^(\d+)/(\d+)$} ? ($1, $2) : ();
 }
 
-# a fresh client-named session id that the front routes to worker $w
-sub id_on {
-    my ($self, $w, $tag) = @_;
+# a fresh client-named session id that the front of Pyexec::Instance $ng
+# routes to worker $w (also for files that use an instance directly)
+my $probe = 0;
+sub id_on_worker {
+    my ($ng, $w, $tag) = @_;
     my $deadline = time + 15;
     while (time < $deadline) {
-        my $id = "$tag-" . $self->{probe}++;
-        my (undef, undef, $h) = $self->{ng}->http('GET', "/sessions/$id");
+        my $id = "$tag-" . $probe++;
+        my (undef, undef, $h) = $ng->http('GET', "/sessions/$id");
         my ($got) = worker_of($h);
         return $id if defined $got && $got == $w;
         sleep 0.05 unless defined $got;     # the front's 503: a restart
     }
     die "worker $w never answered\n";
+}
+
+sub id_on {
+    my ($self, $w, $tag) = @_;
+    return id_on_worker($self->{ng}, $w, $tag);
 }
 
 # run a cell: (decoded reply or undef, status, seconds, worker pid);
