@@ -383,8 +383,9 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     /*
-     * sys.executable is the interpreter found when the module was built:
-     * subprocess, multiprocessing's spawn and loky start it
+     * sys.executable: pyexec_python, else the interpreter found when the
+     * module was built; subprocess, multiprocessing's spawn and loky
+     * start it
      */
 
     if (pmcf->python.data == NULL) {

@@ -184,8 +184,7 @@ ngx_fuzz_json_id(u_char *p, size_t len)
     yajl_gen  g;
 
     if (len > NGX_HTTP_PYEXEC_SESSION_ID_MAX
-        || !ngx_http_pyexec_id_is_utf8(p, len)
-        || ngx_http_pyexec_id_has_control(p, len))
+        || !ngx_http_pyexec_id_is_valid(p, len))
     {
         return;
     }

@@ -364,7 +364,7 @@ def _patch_forking_pickler(mod):
     mod.ForkingPickler.reducer_override = _by_value
 
 
-def _track_popen(mod):
+def _patch_subprocess(mod):
     # fork(), not vfork() or posix_spawn(): the child handler of
     # src/ngx_http_pyexec_child.c (signals back to normal, nginx's sockets
     # closed) runs only in a fork()ed child
@@ -382,7 +382,7 @@ def _track_popen(mod):
 _HOOKS = {
     "IPython.core.display_functions": _patch_ipython_display,
     "multiprocessing.reduction": _patch_forking_pickler,
-    "subprocess": _track_popen,
+    "subprocess": _patch_subprocess,
 }
 
 # }}}
@@ -447,9 +447,7 @@ def _bundle(obj, include=None, exclude=None):
                 data[mime] = d
     fig = sys.modules.get("matplotlib.figure")
     if fig is not None and isinstance(obj, fig.Figure) and "image/png" not in data:
-        buf = io.BytesIO()
-        obj.savefig(buf, format="png")
-        data["image/png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+        data["image/png"] = _png(obj)
     if "text/plain" not in data:
         data["text/plain"] = repr(obj)
     if include:
@@ -579,7 +577,6 @@ def reap():
             pass
     _zombie_since.clear()
     _zombie_since.update(seen)
-    return len(seen)
 
 # }}}
 # {{{ sessions
@@ -725,17 +722,21 @@ def _figures(err):
     pngs = []
     try:
         for num in plt.get_fignums():
-            buf = io.BytesIO()
             try:
-                plt.figure(num).savefig(buf, format="png")
+                pngs.append(_png(plt.figure(num)))
             except Exception as e:
                 err.write("pyexec: figure %s could not be rendered: %s: %s\n"
                           % (num, type(e).__name__, e))
-                continue
-            pngs.append(base64.b64encode(buf.getvalue()).decode("ascii"))
     finally:
         plt.close("all")
     return pngs
+
+
+def _png(fig):
+    """A matplotlib figure as base64 PNG."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _begin(sess, out, err, outputs):
@@ -778,6 +779,7 @@ def _end():
     global _cell_thread, _cell_owner, _cell_streams, _cell_outputs
     _cell_thread = _cell_owner = _cell_outputs = None
     _cell_streams = _DISCARDS
+    # also after: the threads a cell left running print between cells
     _reset_streams()
     if sys.getrecursionlimit() != _recursion_limit:
         sys.setrecursionlimit(_recursion_limit)
@@ -809,7 +811,7 @@ def run(sess, src, cap):
     """Run one cell.  Returns the tuple interp.c turns into JSON:
     (result_text, stdout, stderr, has_value, value, value_repr,
      error_name, error, traceback, truncated, duration_ms, figures,
-     plain_text, outputs)."""
+     plain_text, outputs); outputs are (mime, data, bundle pairs or None)."""
     out = _Capture(cap)
     err = _Capture(cap)
     outputs = _Outputs(cap)
@@ -863,7 +865,9 @@ def run(sess, src, cap):
     text = stdout.rstrip()
     # the "text/plain" next to a figure: what was printed, else the value
     plain = text or (value_repr or "") if figures else None
+    # outputs: the display() bundles, then the figures left open
+    items = outputs.items + [("image/png", f, None) for f in figures]
     return (text, stdout, err.getvalue(), has_value, value,
             value_repr, error_name, error, tb,
             out.truncated or err.truncated or repr_cut or outputs.truncated,
-            duration, figures, plain, outputs.items)
+            duration, figures, plain, items)

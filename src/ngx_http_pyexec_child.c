@@ -38,14 +38,13 @@
 
 static void ngx_http_pyexec_child_atfork(void);
 static void ngx_http_pyexec_child_timer(ngx_event_t *ev);
-static void ngx_http_pyexec_child_reap_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_child_reap_done(ngx_event_t *ev);
 
 
 static ngx_event_t       ngx_http_pyexec_child_event;
 static ngx_connection_t  ngx_http_pyexec_child_dumb;  /* for debug logs */
-static ngx_uint_t   ngx_http_pyexec_child_posted;
-static ngx_uint_t   ngx_http_pyexec_child_registered;
+static ngx_uint_t        ngx_http_pyexec_child_posted;
+static ngx_uint_t        ngx_http_pyexec_child_registered;
 
 
 ngx_int_t
@@ -179,9 +178,6 @@ ngx_http_pyexec_child_atfork(void)
 static void
 ngx_http_pyexec_child_timer(ngx_event_t *ev)
 {
-    ngx_thread_task_t       *task;
-    ngx_http_pyexec_task_t  *t;
-
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
     }
@@ -194,26 +190,10 @@ ngx_http_pyexec_child_timer(ngx_event_t *ev)
         return;
     }
 
-    task = ngx_calloc(sizeof(ngx_thread_task_t)
-                      + sizeof(ngx_http_pyexec_task_t), ev->log);
-    if (task == NULL) {
-        return;
-    }
-
-    t = (ngx_http_pyexec_task_t *) (task + 1);
-    t->op = NGX_HTTP_PYEXEC_OP_REAP;
-    t->log = ngx_cycle->log;
-
-    task->ctx = t;
-    task->handler = ngx_http_pyexec_child_reap_thread;
-    task->event.handler = ngx_http_pyexec_child_reap_done;
-    task->event.data = task;
-    task->event.log = ngx_cycle->log;
-
-    if (ngx_thread_task_post(ngx_http_pyexec_proc.pmcf->thread_pool, task)
+    if (ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_REAP, NULL,
+                                         ngx_http_pyexec_child_reap_done)
         != NGX_OK)
     {
-        ngx_free(task);
         return;
     }
 
@@ -221,13 +201,6 @@ ngx_http_pyexec_child_timer(ngx_event_t *ev)
                    "pyexec: a child exited, reap task posted");
 
     ngx_http_pyexec_child_posted = 1;
-}
-
-
-static void
-ngx_http_pyexec_child_reap_thread(void *data, ngx_log_t *log)
-{
-    ngx_http_pyexec_interp_run(data);
 }
 
 

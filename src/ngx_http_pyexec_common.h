@@ -240,7 +240,7 @@ void ngx_http_pyexec_session_mint(u_char *out);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
 
 ngx_int_t ngx_http_pyexec_id_has_control(u_char *p, size_t len);
-ngx_int_t ngx_http_pyexec_id_is_utf8(u_char *p, size_t len);
+ngx_int_t ngx_http_pyexec_id_is_valid(u_char *p, size_t len);
 
 ngx_int_t ngx_http_pyexec_registry_conf(ngx_conf_t *cf, size_t size);
 void ngx_http_pyexec_registry_init_process(ngx_cycle_t *cycle);
@@ -257,6 +257,8 @@ void ngx_http_pyexec_child_start_reaper(ngx_log_t *log);
 /* task.c */
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);
 ngx_http_pyexec_task_t *ngx_http_pyexec_task_alloc(ngx_pool_t *pool);
+ngx_int_t ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,
+    ngx_http_pyexec_session_t *s, ngx_event_handler_pt done);
 void ngx_http_pyexec_task_recycle_worker(ngx_log_t *log);
 
 /* interp.c */

@@ -46,7 +46,7 @@ static ngx_int_t ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s);
 static ngx_int_t ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v,
     ngx_uint_t depth);
 static ngx_int_t ngx_http_pyexec_interp_gen_outputs(yajl_gen g,
-    PyObject *figs, PyObject *outputs);
+    PyObject *outputs);
 static void ngx_http_pyexec_interp_after(ngx_log_t *log);
 static void ngx_http_pyexec_interp_log_error(ngx_log_t *log,
     const char *what);
@@ -689,7 +689,7 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     }
 
     ngx_http_pyexec_json_str(g, "outputs");
-    if (ngx_http_pyexec_interp_gen_outputs(g, figs, PyTuple_GET_ITEM(res, 13))
+    if (ngx_http_pyexec_interp_gen_outputs(g, PyTuple_GET_ITEM(res, 13))
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -742,12 +742,12 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
 /*
  * "outputs": the display() bundles in call order, each
  * {"mime": the richest type, "data": ..., "bundle": {mime: data, ...}},
- * then the figures left open at the end of the cell, {"mime", "data"}.
+ * then the figures left open at the end of the cell, {"mime", "data"}
+ * (their bundle is None).
  */
 
 static ngx_int_t
-ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *figs,
-    PyObject *outputs)
+ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *outputs)
 {
     PyObject    *item, *pairs, *pair;
     Py_ssize_t   i, j, n, m;
@@ -760,9 +760,13 @@ ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *figs,
     for (i = 0; i < n; i++) {
         item = PyList_GET_ITEM(outputs, i);
 
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3
-            || !PyTuple_Check(PyTuple_GET_ITEM(item, 2)))
-        {
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            return NGX_ERROR;
+        }
+
+        pairs = PyTuple_GET_ITEM(item, 2);
+
+        if (pairs != Py_None && !PyTuple_Check(pairs)) {
             return NGX_ERROR;
         }
 
@@ -781,40 +785,27 @@ ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *figs,
             return NGX_ERROR;
         }
 
-        ngx_http_pyexec_json_str(g, "bundle");
-        yajl_gen_map_open(g);
+        if (pairs != Py_None) {
+            ngx_http_pyexec_json_str(g, "bundle");
+            yajl_gen_map_open(g);
 
-        pairs = PyTuple_GET_ITEM(item, 2);
-        m = PyTuple_GET_SIZE(pairs);
-        for (j = 0; j < m; j++) {
-            pair = PyTuple_GET_ITEM(pairs, j);
+            m = PyTuple_GET_SIZE(pairs);
+            for (j = 0; j < m; j++) {
+                pair = PyTuple_GET_ITEM(pairs, j);
 
-            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
-                || ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(pair, 0))
-                   != NGX_OK
-                || ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(pair, 1))
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
+                if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                    || ngx_http_pyexec_interp_gen_str(g,
+                                                  PyTuple_GET_ITEM(pair, 0))
+                       != NGX_OK
+                    || ngx_http_pyexec_interp_gen_str(g,
+                                                  PyTuple_GET_ITEM(pair, 1))
+                       != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
             }
-        }
 
-        yajl_gen_map_close(g);
-
-        if (yajl_gen_map_close(g) != yajl_gen_status_ok) {
-            return NGX_ERROR;
-        }
-    }
-
-    n = PyList_GET_SIZE(figs);
-    for (i = 0; i < n; i++) {
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_kv(g, "mime", (u_char *) "image/png", 9);
-        ngx_http_pyexec_json_str(g, "data");
-        if (ngx_http_pyexec_interp_gen_str(g, PyList_GET_ITEM(figs, i))
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+            yajl_gen_map_close(g);
         }
 
         if (yajl_gen_map_close(g) != yajl_gen_status_ok) {

@@ -52,6 +52,7 @@ static void ngx_http_pyexec_json_error(ngx_http_pyexec_json_ctx_t *ctx,
 static int ngx_http_pyexec_json_scalar(ngx_http_pyexec_json_ctx_t *ctx,
     const char *what);
 static int ngx_http_pyexec_json_null(void *data);
+static ngx_int_t ngx_http_pyexec_id_is_utf8(u_char *p, size_t len);
 static int ngx_http_pyexec_json_boolean(void *data, int v);
 static int ngx_http_pyexec_json_number(void *data, const char *s,
     size_t len);
@@ -526,13 +527,22 @@ ngx_http_pyexec_id_has_control(u_char *p, size_t len)
 
 
 /*
- * Well-formed UTF-8 (no overlong forms, no surrogates, nothing past
- * U+10FFFF), a subset of what yajl's generator accepts with
- * yajl_gen_validate_utf8: an id from a header or a path that passes can
- * be written into every answer (fuzz/fuzz_json.c checks that)
+ * An id from a header or a path that can be written into every answer and
+ * passed on in a header: well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF: a subset of what yajl's generator
+ * accepts with yajl_gen_validate_utf8; fuzz/fuzz_json.c checks that) and
+ * no control character.  Body ids are UTF-8 already (yajl's parser).
  */
 
 ngx_int_t
+ngx_http_pyexec_id_is_valid(u_char *p, size_t len)
+{
+    return ngx_http_pyexec_id_is_utf8(p, len)
+           && !ngx_http_pyexec_id_has_control(p, len);
+}
+
+
+static ngx_int_t
 ngx_http_pyexec_id_is_utf8(u_char *p, size_t len)
 {
     u_char    *last;

@@ -182,9 +182,7 @@ ngx_http_pyexec_route_header_id(ngx_http_request_t *r, ngx_str_t *id)
         return NGX_ERROR;
     }
 
-    if (!ngx_http_pyexec_id_is_utf8(h->value.data, h->value.len)
-        || ngx_http_pyexec_id_has_control(h->value.data, h->value.len))
-    {
+    if (!ngx_http_pyexec_id_is_valid(h->value.data, h->value.len)) {
         return NGX_ABORT;
     }
 
@@ -385,9 +383,7 @@ ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
      * checked), and it would be put in a header and in JSON
      */
 
-    if (ngx_http_pyexec_id_has_control(id->data, id->len)
-        || !ngx_http_pyexec_id_is_utf8(id->data, id->len))
-    {
+    if (!ngx_http_pyexec_id_is_valid(id->data, id->len)) {
         return NGX_DECLINED;
     }
 

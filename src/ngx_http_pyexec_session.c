@@ -27,7 +27,6 @@ static ngx_int_t ngx_http_pyexec_session_grow(void);
 static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
-static void ngx_http_pyexec_session_destroy_run(void *data, ngx_log_t *log);
 static ngx_int_t ngx_http_pyexec_session_minted_before(u_char *id,
     size_t len);
 static uint32_t ngx_http_pyexec_session_mac(u_char *p, size_t len);
@@ -287,9 +286,6 @@ ngx_http_pyexec_session_remove(ngx_http_pyexec_session_t *s)
 void
 ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
 {
-    ngx_thread_task_t       *task;
-    ngx_http_pyexec_task_t  *t;
-
     if (--s->refs) {
         return;
     }
@@ -302,38 +298,12 @@ ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
     /*
      * The namespace can only be dropped with the GIL: a DESTROY task runs
      * after every task already queued for this session (one FIFO thread).
+     * If it cannot be posted, the namespace leaks (ngx_calloc() or the
+     * queue overflow has logged why).
      */
 
-    task = ngx_calloc(sizeof(ngx_thread_task_t)
-                      + sizeof(ngx_http_pyexec_task_t),
-                      ngx_http_pyexec_proc.log);
-    if (task == NULL) {
-        return;  /* leaked, logged by ngx_calloc() */
-    }
-
-    t = (ngx_http_pyexec_task_t *) (task + 1);
-    t->op = NGX_HTTP_PYEXEC_OP_DESTROY;
-    t->session = s;
-    t->log = ngx_http_pyexec_proc.log;
-
-    task->ctx = t;
-    task->handler = ngx_http_pyexec_session_destroy_run;
-    task->event.handler = ngx_http_pyexec_session_destroyed;
-    task->event.data = task;
-    task->event.log = ngx_http_pyexec_proc.log;
-
-    if (ngx_thread_task_post(ngx_http_pyexec_proc.pmcf->thread_pool, task)
-        != NGX_OK)
-    {
-        ngx_free(task);  /* the namespace leaks, the queue overflow is logged */
-    }
-}
-
-
-static void
-ngx_http_pyexec_session_destroy_run(void *data, ngx_log_t *log)
-{
-    ngx_http_pyexec_interp_run(data);
+    (void) ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_DESTROY, s,
+                                            ngx_http_pyexec_session_destroyed);
 }
 
 

@@ -18,6 +18,7 @@
 
 
 static void ngx_http_pyexec_task_thread(void *data, ngx_log_t *log);
+static void ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_event(ngx_event_t *ev);
 static void ngx_http_pyexec_task_timer(ngx_event_t *ev);
 static void ngx_http_pyexec_task_exit(ngx_event_t *ev);
@@ -71,6 +72,55 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A server-side task (a session's release, reaping children): heap memory,
+ * the ngx_thread_task_t followed by its ngx_http_pyexec_task_t; `done`
+ * runs on the event loop with ev->data the ngx_thread_task_t, and frees it.
+ */
+
+ngx_int_t
+ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,
+    ngx_http_pyexec_session_t *s, ngx_event_handler_pt done)
+{
+    ngx_log_t               *log = ngx_http_pyexec_proc.log;
+    ngx_thread_task_t       *task;
+    ngx_http_pyexec_task_t  *t;
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t)
+                      + sizeof(ngx_http_pyexec_task_t), log);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    t = (ngx_http_pyexec_task_t *) (task + 1);
+    t->op = op;
+    t->session = s;
+    t->log = log;
+
+    task->ctx = t;
+    task->handler = ngx_http_pyexec_task_server_thread;
+    task->event.handler = done;
+    task->event.data = task;
+    task->event.log = log;
+
+    if (ngx_thread_task_post(ngx_http_pyexec_proc.pmcf->thread_pool, task)
+        != NGX_OK)
+    {
+        ngx_free(task);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_pyexec_interp_run(data);
 }
 
 

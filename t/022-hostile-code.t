@@ -18,6 +18,7 @@ use Cwd qw(abs_path);
 use lib 't/lib';
 use Pyexec::Instance;
 use Pyexec::Shipped;
+use Pyexec::Cells;
 
 $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 9;
@@ -37,25 +38,10 @@ sub clean_cmd {
     return scalar `$_[0]`;
 }
 
-sub worker_of {
-    my ($h) = @_;
-    return ($h->{'x-pyexec-worker'} // '') =~ m{^(\d+)/(\d+)$} ? ($1, $2) : ();
-}
+*worker_of = \&Pyexec::Cells::worker_of;
 
 # a fresh client-named id that the front routes to worker $w
-my $probe = 0;
-sub id_on {
-    my ($w, $tag) = @_;
-    my $deadline = time + 15;
-    while (time < $deadline) {
-        my $id = "$tag-" . $probe++;
-        my (undef, undef, $h) = $ng->http('GET', "/sessions/$id");
-        my ($got) = worker_of($h);
-        return $id if defined $got && $got == $w;
-        sleep 0.05 unless defined $got;     # the front's 503: a worker restarting
-    }
-    die "worker $w never answered";
-}
+sub id_on { return Pyexec::Cells::id_on_worker($ng, @_) }
 
 # the pid now serving worker $w, asked with an id it does not hold
 sub pid_of {
