@@ -8,6 +8,20 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_auth.h"
+#include "ngx_http_pyexec_child.h"
+#include "ngx_http_pyexec_handler.h"
+#include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_registry.h"
+#include "ngx_http_pyexec_route.h"
+#include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_socket.h"
+#include "ngx_http_pyexec_upload.h"
+
+
+/* what a content-handler directive needs (cmd->offset) */
+#define NGX_HTTP_PYEXEC_NEEDS_PYTHON  0x01
+#define NGX_HTTP_PYEXEC_NEEDS_IO      0x02
 
 
 static ngx_int_t ngx_http_pyexec_preconfiguration(ngx_conf_t *cf);
@@ -53,50 +67,50 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_EXECUTE,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_PYTHON,
+      (void *) ngx_http_pyexec_execute_handler },
 
     { ngx_string("pyexec_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_HEALTH,
-      NULL },
+      0,
+      (void *) ngx_http_pyexec_health_handler },
 
     { ngx_string("pyexec_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_STATUS,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_PYTHON,
+      (void *) ngx_http_pyexec_status_handler },
 
     { ngx_string("pyexec_sessions"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_SESSIONS,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_PYTHON,
+      (void *) ngx_http_pyexec_sessions_handler },
 
     { ngx_string("pyexec_sessions_gather"),
       NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_pyexec_set_gather,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_GATHER,
-      NULL },
+      0,
+      (void *) ngx_http_pyexec_gather_handler },
 
     { ngx_string("pyexec_upload"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_UPLOAD,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_IO,
+      (void *) ngx_http_pyexec_upload_handler },
 
     { ngx_string("pyexec_files"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_FILES,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_IO,
+      (void *) ngx_http_pyexec_files_handler },
 
     { ngx_string("pyexec_upload_mode"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -426,7 +440,7 @@ ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     plcf->kind = 0;
+     *     plcf->handler = NULL;
      *     plcf->gather = NULL;
      *     plcf->auth_token = { 0, NULL };
      */
@@ -488,6 +502,12 @@ ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * The content-handler directives, lua-nginx-module's way: each carries its
+ * handler in cmd->post and what it needs in cmd->offset; the location's
+ * handler is that function, no dispatch at request time.
+ */
+
 static char *
 ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -496,31 +516,24 @@ ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_core_loc_conf_t     *clcf;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
-    if (plcf->kind) {
+    if (plcf->handler) {
         return "is duplicate";
     }
 
-    plcf->kind = cmd->offset;
+    plcf->handler = (ngx_http_handler_pt) cmd->post;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyexec_module);
 
-    switch (plcf->kind) {
-
-    case NGX_HTTP_PYEXEC_HANDLER_HEALTH:
-    case NGX_HTTP_PYEXEC_HANDLER_GATHER:
-    case NGX_HTTP_PYEXEC_HANDLER_FILES:
-        break;
-
-    case NGX_HTTP_PYEXEC_HANDLER_UPLOAD:
-        pmcf->uses_io = 1;
-        break;
-
-    default:
+    if (cmd->offset & NGX_HTTP_PYEXEC_NEEDS_PYTHON) {
         pmcf->uses_python = 1;
     }
 
+    if (cmd->offset & NGX_HTTP_PYEXEC_NEEDS_IO) {
+        pmcf->uses_io = 1;
+    }
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_pyexec_handler;
+    clcf->handler = plcf->handler;
 
     return NGX_CONF_OK;
 }

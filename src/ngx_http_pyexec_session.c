@@ -15,6 +15,9 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_registry.h"
+#include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_task.h"
 
 #include <ngx_md5.h>
 #include <sys/random.h>

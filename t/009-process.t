@@ -2,7 +2,8 @@
 # The process model, end to end with a real master: a cell stuck in C code
 # recycles the worker (504, then 410 for the ids it minted), requests for a
 # session run in arrival order, a client that leaves mid-run loses nothing,
-# reload and quit during a run answer cleanly.
+# reload and quit during a run answer cleanly: the running cell is
+# interrupted by the stop (KeyboardInterrupt, "the server is stopping").
 #
 # Plain Test::More (not the block format): these flows need several
 # concurrent connections and values carried from one response to the next.
@@ -161,7 +162,8 @@ sleep 0.2;
 kill 'HUP', master_pid();
 ($code, $body) = read_resp($s, 10);
 is($code, 200, "a run in flight during reload is answered");
-like($body, qr/^\{"result":"survived reload",/, "by the old worker, completely");
+like($body, qr/^\{"result":null,"session_id":"rl","success":false,"error":"KeyboardInterrupt: the server is stopping",/,
+     "by the old worker, completely: interrupted by the stop");
 my $pid2 = 0;
 for (1 .. 200) { $pid2 = worker_pid(); last if $pid2 && $pid2 != $pid1; sleep 0.025; }
 ok($pid2 && $pid2 != $pid1, "reload replaced the worker");
@@ -177,7 +179,8 @@ my $mpid = master_pid();
 kill 'QUIT', $mpid;
 ($code, $body) = read_resp($s, 10);
 is($code, 200, "a run in flight during graceful quit is answered");
-like($body, qr/^\{"result":"finished",/, "completely");
+like($body, qr/^\{"result":null,"session_id":"q","success":false,"error":"KeyboardInterrupt: the server is stopping",/,
+     "completely: interrupted by the stop");
 for (1 .. 250) { last unless alive($mpid); sleep 0.02; }
 ok(!alive($mpid), "nginx exited after the run");
 $log = log_text();
