@@ -29,6 +29,8 @@ static char *ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_pyexec_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_pyexec_set_init_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_pyexec_set_size_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static void *ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf);
@@ -157,6 +159,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
     { ngx_string("pyexec_session_init"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_init),
+      NULL },
+
+    { ngx_string("pyexec_session_init_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyexec_set_init_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyexec_main_conf_t, session_init),
       NULL },
@@ -467,6 +476,101 @@ ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             conf->auth_token = prev->auth_token;
         }
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * pyexec_session_init_file <path>: the session init code read from a file
+ * when the configuration is loaded (relative to the conf prefix, as
+ * "include" is); it takes the place of pyexec_session_init, so the two
+ * are one setting ("is duplicate").
+ */
+
+static char *
+ngx_http_pyexec_set_init_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_pyexec_main_conf_t *pmcf = conf;
+
+    u_char           *buf;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name;
+    ngx_file_info_t   fi;
+
+    if (pmcf->session_init.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = NULL;
+    n = NGX_ERROR;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%V\" failed", &name);
+        goto done;
+    }
+
+    if (!ngx_is_file(&fi) || ngx_file_size(&fi) > 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a regular file of at most 1m",
+                           &name);
+        goto done;
+    }
+
+    buf = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
+
+    if (n != (ssize_t) ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%V\" read %z of %O bytes",
+                           &name, n, ngx_file_size(&fi));
+        n = NGX_ERROR;
+        goto done;
+    }
+
+    if (ngx_strlchr(buf, buf + n, '\0') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" holds a NUL byte", &name);
+        n = NGX_ERROR;
+        goto done;
+    }
+
+    buf[n] = '\0';
+
+done:
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &name);
+    }
+
+    if (n == NGX_ERROR || buf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->session_init.data = buf;
+    pmcf->session_init.len = n;
 
     return NGX_CONF_OK;
 }

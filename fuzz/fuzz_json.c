@@ -192,12 +192,37 @@ static void
 ngx_fuzz_json_id(u_char *p, size_t len)
 {
     size_t                   n;
+    ngx_str_t                taken;
     const u_char            *out;
     ngx_http_pyexec_json_t   j;
 
-    if (len > NGX_HTTP_PYEXEC_SESSION_ID_MAX
-        || !ngx_http_pyexec_id_is_valid(p, len))
-    {
+    if (len > NGX_HTTP_PYEXEC_SESSION_ID_MAX) {
+        return;
+    }
+
+    if (!ngx_http_pyexec_json_is_utf8(p, len)) {
+
+        /*
+         * the writer refuses it, writes nothing more (the key after it
+         * does not slide into its value slot) and take() refuses the
+         * document: a failed generator never reaches the wire
+         */
+
+        ngx_fuzz_assert(!ngx_http_pyexec_id_is_valid(p, len));
+        ngx_fuzz_assert(ngx_http_pyexec_json_init(&j) == NGX_OK);
+        ngx_http_pyexec_json_map_open(&j);
+        ngx_http_pyexec_json_kv(&j, "session_id", p, len);
+        ngx_http_pyexec_json_key(&j, "success");
+        ngx_http_pyexec_json_bool(&j, 1);
+        ngx_http_pyexec_json_map_close(&j);
+        ngx_fuzz_assert(j.rc == yajl_gen_invalid_string);
+        ngx_fuzz_assert(ngx_http_pyexec_json_take(&j, NULL, &taken)
+                        == NGX_ERROR);
+        ngx_fuzz_assert(j.g == NULL);
+        return;
+    }
+
+    if (!ngx_http_pyexec_id_is_valid(p, len)) {
         return;
     }
 
