@@ -542,13 +542,6 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
     } else if (t->json.g) {
         rc = ngx_http_pyexec_send_json(r, t->status, &t->json);
 
-    } else if (t->status == NGX_HTTP_SERVICE_UNAVAILABLE
-               && ngx_http_pyexec_proc.stopping)
-    {
-        rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "the server is stopping; the cell "
-                                         "did not run");
-
     } else if (t->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         rc = ngx_http_pyexec_no_interpreter(r);
 

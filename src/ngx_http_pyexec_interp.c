@@ -34,6 +34,7 @@
 #define NGX_HTTP_PYEXEC_SIGNAL        (SIGRTMIN + 3)
 #define NGX_HTTP_PYEXEC_VALUE_DEPTH   100
 #define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
+#define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
 
 #define NGX_HTTP_PYEXEC_STR(x)        NGX_HTTP_PYEXEC_STR2(x)
 #define NGX_HTTP_PYEXEC_STR2(x)       #x
@@ -89,6 +90,15 @@ static uint64_t           ngx_http_pyexec_builtins_tag;
 
 static volatile sig_atomic_t  ngx_http_pyexec_in_user;
 static ngx_atomic_t           ngx_http_pyexec_running_seq;
+
+/*
+ * Held by the stop watcher while it signals the running cell, and by the
+ * interpreter thread when a cell ends: a cell the watcher sees running
+ * cannot have ended, so the thread (which core's pool exit may end right
+ * after the cell) is alive when it gets the signal.
+ */
+static pthread_mutex_t        ngx_http_pyexec_run_lock =
+    PTHREAD_MUTEX_INITIALIZER;
 static ngx_atomic_t           ngx_http_pyexec_kill_seq;
 static ngx_msec_t             ngx_http_pyexec_running_timeout;
 
@@ -205,10 +215,10 @@ ngx_http_pyexec_interp_init_done(ngx_event_t *ev)
  * TERM, a reload, in a worker or a single process), a running cell would
  * otherwise hold the process for its whole time limit -- or for ever,
  * since core's thread pool exit waits for the interpreter thread and no
- * nginx timer fires by then.  The watcher interrupts the running cell
- * (KeyboardInterrupt, again every 250 ms) and from then on queued cells
- * do not run.  A cell stuck in C code for a kill grace past the stop
- * ends the process.  While a stuck cell recycles the worker, the drain
+ * nginx timer fires by then.  Each cell may run on for 500 ms after the
+ * stop began (a reload's backlog of quick cells still completes); then
+ * the watcher interrupts it (KeyboardInterrupt, again every 250 ms).  A
+ * cell stuck in C code for a kill grace past that ends the process.  While a stuck cell recycles the worker, the drain
  * (task.c) owns the exit.
  */
 
@@ -246,9 +256,11 @@ static void *
 ngx_http_pyexec_interp_watch(void *data)
 {
     uint64_t    now, since, last;
+    ngx_uint_t  seq;
     ngx_msec_t  grace;
 
     grace = ngx_http_pyexec_proc.pmcf->kill_grace;
+    seq = 0;
     since = 0;
     last = 0;
 
@@ -263,26 +275,39 @@ ngx_http_pyexec_interp_watch(void *data)
             ngx_http_pyexec_proc.stopping = NGX_HTTP_PYEXEC_STOP_QUIT;
         }
 
-        if (ngx_http_pyexec_running_seq == 0) {
+        if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE
+            || ngx_http_pyexec_running_seq == 0)
+        {
             continue;
         }
 
+        /* each cell gets NGX_HTTP_PYEXEC_STOP_GRACE from the stop (or
+         * from its start, for one queued before the stop) */
+
         now = ngx_http_pyexec_interp_now_ms();
 
-        if (since == 0) {
+        if (seq != ngx_http_pyexec_running_seq) {
+            seq = ngx_http_pyexec_running_seq;
             since = now;
         }
 
-        if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE) {
+        if (now - since < NGX_HTTP_PYEXEC_STOP_GRACE) {
             continue;
         }
 
         if (now - last >= 250) {
             last = now;
-            ngx_http_pyexec_interp_interrupt(ngx_http_pyexec_running_seq);
+
+            (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
+
+            if (ngx_http_pyexec_running_seq == seq) {
+                ngx_http_pyexec_interp_interrupt(seq);
+            }
+
+            (void) pthread_mutex_unlock(&ngx_http_pyexec_run_lock);
         }
 
-        if (now - since > grace) {
+        if (now - since > NGX_HTTP_PYEXEC_STOP_GRACE + grace) {
             ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                           "pyexec: a cell did not stop %M ms after nginx "
                           "began to stop (stuck in C code), exiting", grace);
@@ -483,7 +508,8 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         return;
     }
 
-    if (ngx_http_pyexec_proc.stopping && t->op == NGX_HTTP_PYEXEC_OP_EXECUTE)
+    if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE
+        && t->op == NGX_HTTP_PYEXEC_OP_EXECUTE)
     {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                        "pyexec cell %ui not run: stopping", t->seq);
@@ -663,7 +689,15 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
                                        (PyObject *) t->session->ns, code,
                                        ngx_http_pyexec_cap, NULL);
 
-    ngx_http_pyexec_running_seq = 0;
+    if (getpid() == ngx_pid) {
+        /* not in a child a cell fork()ed: it may hold a copy of the lock */
+        (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
+        ngx_http_pyexec_running_seq = 0;
+        (void) pthread_mutex_unlock(&ngx_http_pyexec_run_lock);
+
+    } else {
+        ngx_http_pyexec_running_seq = 0;
+    }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                    "pyexec cell %ui ended after %uL ms", t->seq,

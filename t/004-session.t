@@ -129,11 +129,14 @@ qr/^\{"result":5,/,
 
 
 
-=== TEST 7: the shipped nginx.conf's session_init predefines pd, np, plt (Agg) and sklearn
+=== TEST 7: the shipped nginx.conf's session_init_file predefines pd, np, plt (Agg) and sklearn
 --- main_config eval: $::MainConfig
 --- http_config eval
+use Cwd qw(abs_path);
 open my $f, '<', 'nginx.conf' or die "nginx.conf: $!";
-my ($line) = grep { /^\s*pyexec_session_init / } <$f>;
+my ($line) = grep { /^\s*pyexec_session_init(_file)?\s/ } <$f>;
+my $repo = abs_path('.');
+$line =~ s{/opt/pyexec/}{$repo/}g;
 $line
 --- config eval: $::Config
 --- timeout: 30
