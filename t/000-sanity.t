@@ -35,7 +35,7 @@ GET /health
     pyexec_thread_pool pyexec;
     pyexec_session_init "x = 1";
     pyexec_python /usr/bin/python3.11;
-    pyexec_data_dir data;
+    pyexec_data_dir html/data;
     pyexec_session_max 100;
     pyexec_session_idle_timeout 1h;
     pyexec_session_queue 4;
