@@ -11,7 +11,7 @@
 use strict;
 use warnings;
 
-use Test::More tests => 31;
+use Test::More tests => 33;
 use Time::HiRes qw(sleep time);
 use Cwd qw(abs_path);
 use lib 't/lib';
@@ -21,7 +21,10 @@ my $mod = $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 1;
 my $root = abs_path('.') . "/t/servroot-process";
 my $user = $> == 0 ? 'user root;' : '';
-my $ng = Pyexec::Instance->new(root => $root, port => $port);
+# both runs make a worker recycle on purpose: the cell stuck in C code
+my $ng = Pyexec::Instance->new(root => $root, port => $port,
+    allow_alerts => [qr/\[alert\].*pyexec: cell did not stop \d+ ms after its time limit \(stuck in C code\), recycling the worker/,
+                     qr/\[alert\].*pyexec: worker exits to be replaced/]);
 
 sub conf {
     my ($workers) = @_;
@@ -186,6 +189,7 @@ ok(!alive($mpid), "nginx exited after the run");
 $log = log_text();
 unlike($log, qr/signal 11|core dumped|\[emerg\]/, "no crash during reload and quit");
 is(() = $log =~ /recycling the worker/g, 1, "exactly one recycle in the whole run");
+stop();
 
 END {
     my $p = master_pid();
