@@ -23,7 +23,7 @@ my $root = abs_path('.') . "/t/servroot-process";
 my $user = $> == 0 ? 'user root;' : '';
 # both runs make a worker recycle on purpose: the cell stuck in C code
 my $ng = Pyexec::Instance->new(root => $root, port => $port,
-    allow_alerts => [qr/\[alert\].*pyexec: cell did not stop \d+ ms after its time limit \(stuck in C code\), recycling the worker/,
+    allow_alerts => [qr/\[alert\].*pyexec: cell \d+ did not stop \d+ ms after its time limit \(stuck in C code\), recycling the worker/,
                      qr/\[alert\].*pyexec: worker exits to be replaced/]);
 
 sub conf {
