@@ -866,6 +866,8 @@ ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
      * and the process is going away anyway.
      */
 
+    ngx_http_pyexec_interp_stop_watch();
+
     ngx_http_pyexec_socket_exit_process();
     ngx_http_pyexec_session_exit_process();
 }

@@ -99,6 +99,10 @@ static ngx_atomic_t           ngx_http_pyexec_running_seq;
  */
 static pthread_mutex_t        ngx_http_pyexec_run_lock =
     PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_t              ngx_http_pyexec_watcher;
+static ngx_uint_t             ngx_http_pyexec_watching;
+static volatile sig_atomic_t  ngx_http_pyexec_watch_done;
 static ngx_atomic_t           ngx_http_pyexec_kill_seq;
 static ngx_msec_t             ngx_http_pyexec_running_timeout;
 
@@ -236,13 +240,17 @@ ngx_http_pyexec_interp_start_watch(ngx_log_t *log)
     err = pthread_attr_init(&attr);
 
     if (err == 0) {
-        (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         err = pthread_create(&tid, &attr, ngx_http_pyexec_interp_watch,
                              NULL);
         (void) pthread_attr_destroy(&attr);
     }
 
     (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (err == 0) {
+        ngx_http_pyexec_watcher = tid;
+        ngx_http_pyexec_watching = 1;
+    }
 
     if (err != 0) {
         ngx_log_error(NGX_LOG_ALERT, log, err,
@@ -264,7 +272,7 @@ ngx_http_pyexec_interp_watch(void *data)
     since = 0;
     last = 0;
 
-    for ( ;; ) {
+    while (!ngx_http_pyexec_watch_done) {
         (void) usleep(NGX_HTTP_PYEXEC_WATCH_TICK * 1000);
 
         if (!(ngx_quit || ngx_terminate || ngx_exiting)) {
@@ -1187,6 +1195,19 @@ ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 
     t->json = j;
     t->status = NGX_HTTP_OK;
+}
+
+
+/* exit_process: the watcher ends before the process does */
+
+void
+ngx_http_pyexec_interp_stop_watch(void)
+{
+    if (ngx_http_pyexec_watching && getpid() == ngx_pid) {
+        ngx_http_pyexec_watch_done = 1;
+        (void) pthread_join(ngx_http_pyexec_watcher, NULL);
+        ngx_http_pyexec_watching = 0;
+    }
 }
 
 
