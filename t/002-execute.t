@@ -36,7 +36,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -51,7 +51,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -66,7 +66,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -81,7 +81,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -96,7 +96,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -111,7 +111,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -127,7 +127,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -142,7 +142,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -157,7 +157,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -172,7 +172,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -187,7 +187,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -202,7 +202,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -217,7 +217,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -232,7 +232,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -247,7 +247,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -262,7 +262,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -277,7 +277,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -292,7 +292,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -307,7 +307,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -322,7 +322,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -337,7 +337,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -352,7 +352,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -369,7 +369,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -397,7 +397,7 @@ qr/^\{"result":42,.*"success":true,.*"execution_count":6,/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -419,4 +419,4 @@ qr/^\{"result":"a","session_id":"A","success":true,.*"execution_count":2,/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

@@ -31,7 +31,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -46,7 +46,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -61,7 +61,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -77,7 +77,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -93,7 +93,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -109,7 +109,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -125,7 +125,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -141,7 +141,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -157,7 +157,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -173,7 +173,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -188,7 +188,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -203,7 +203,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -217,7 +217,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -232,7 +232,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -247,7 +247,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -261,7 +261,7 @@ qr/^\{"result":1,"session_id":"s{256}",/
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -276,7 +276,7 @@ GET /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -294,4 +294,4 @@ Content-Type: application/x-www-form-urlencoded
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

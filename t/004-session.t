@@ -36,7 +36,7 @@ POST /sessions
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -51,7 +51,7 @@ GET /sessions/nope
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -66,7 +66,7 @@ DELETE /sessions/nope
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -81,7 +81,7 @@ PUT /sessions
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -111,7 +111,7 @@ qr/"success":false,"error":"NameError: name 'a' is not defined".*"execution_coun
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -141,7 +141,7 @@ qr/^\{"result":5,/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -165,7 +165,7 @@ POST /execute
 [error]
 [warn]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -197,7 +197,7 @@ qr/^\{"session_id":"A",/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -228,7 +228,7 @@ qr/^\{"sessions":\[\{"session_id":"busy",[^\]]+\]\}$/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -257,4 +257,4 @@ qr/^\{"result":"True -?\d+",/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

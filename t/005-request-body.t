@@ -38,7 +38,7 @@ __DATA__
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -55,7 +55,7 @@ my $b = "{\"code\": \"print(40 + 2)\", \"session_id\": \"chunky\"}";
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -72,7 +72,7 @@ my $b = "{\"code\": \"len('" . ("x" x 3000) . "')\"}";
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -89,7 +89,7 @@ nginx logs the refusal as an [error]: expected here
 client intended to send too large
 --- no_error_log
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -109,4 +109,4 @@ my $b = "{\"code\": \"'" . ("x" x 70000) . "'\"}";
 client intended to send too large
 --- no_error_log
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

@@ -49,7 +49,7 @@ qr/^\{"result":"before",.*"success":true/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -66,7 +66,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -83,7 +83,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -100,7 +100,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -117,7 +117,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -134,7 +134,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -151,7 +151,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -167,7 +167,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -184,7 +184,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -206,7 +206,7 @@ qr/^\{"result":"three","session_id":"r",.*"stdout":"three\\n","stderr":"",/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -228,4 +228,4 @@ qr/"executions":1,"timeouts":1,/,
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

@@ -27,7 +27,7 @@ __DATA__
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -43,7 +43,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -60,7 +60,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -74,7 +74,7 @@ invalid number of arguments in "pyexec_execute" directive
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -88,7 +88,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -102,7 +102,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -118,7 +118,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -134,7 +134,7 @@ invalid value "merge" in
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -148,7 +148,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -164,7 +164,7 @@ invalid value "10m": "off" or a size of at least 67108864
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -180,7 +180,7 @@ invalid value "lots": "off" or a size of at least
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -196,4 +196,4 @@ pyexec: the Python interpreter "/nonexistent/python3.11" is missing or not execu
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

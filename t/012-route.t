@@ -47,7 +47,7 @@ from-body|
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -65,7 +65,7 @@ from-body|
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -83,7 +83,7 @@ from-header|
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -100,7 +100,7 @@ from-header|
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -114,7 +114,7 @@ a/b c|
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -131,7 +131,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -148,7 +148,7 @@ POST /upload
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -165,7 +165,7 @@ from-header|
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -183,7 +183,7 @@ minted-upstream|1
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -202,7 +202,7 @@ X-Session-Id: hdr-session
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -221,7 +221,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -239,7 +239,7 @@ X-Session-Id: chosen
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -254,7 +254,7 @@ GET /w
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -274,7 +274,7 @@ X-Session-Id: gathered
 ['"gathered"', '^\{"sessions":\[\{"session_id":"gathered",[^\]]*\},\{"session_id":"gathered",[^\]]*\}\],"partial":true\}$']
 --- no_error_log
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -292,7 +292,7 @@ GET /all
 sessions of "/_broken" left out: status 500
 --- no_error_log
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -308,7 +308,7 @@ POST /all
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -324,7 +324,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -346,7 +346,7 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -364,7 +364,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -382,4 +382,4 @@ AddressSanitizer
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

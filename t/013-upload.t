@@ -69,7 +69,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -88,7 +88,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -105,7 +105,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -123,7 +123,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -155,7 +155,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -173,7 +173,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -192,7 +192,7 @@ POST /upload
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -211,7 +211,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -232,7 +232,7 @@ upload refused: multipart body without a boundary
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -251,7 +251,7 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -268,7 +268,7 @@ an [error] is expected: nginx logs the open() of a missing file (as with the shi
 ['^\{"detail":"File not found"\}$', '^\{"detail":"File not found"\}$', '^(?!.*pyexec_data_dir)']
 --- no_error_log
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer
 
 
 
@@ -284,4 +284,4 @@ GET /upload
 --- no_error_log
 [error]
 [alert]
-AddressSanitizer
+ERROR: AddressSanitizer

@@ -6,7 +6,7 @@ package Pyexec::Instance;
 #
 # Each stop() after a start() is one more test: "no alerts, no sanitizer
 # report in <name>'s error log" -- no [alert] or [emerg] line, nor a
-# sanitizer's (AddressSanitizer, LeakSanitizer, UBSan's "runtime error:"),
+# sanitizer's ("ERROR: AddressSanitizer", UBSan's "runtime error:"),
 # other than those the allow_alerts regexes of new() match; and, when
 # ASAN_OPTIONS has log_path=P, no new P.<pid> file since the start.  Stop
 # every instance before the plan's last test (an END block's stop after
@@ -115,7 +115,10 @@ sub asan_reports {
     return sort map { "$dir/$_" } grep { index($_, "$base.") == 0 } readdir $d;
 }
 
-my $Bad = qr/\[(?:alert|emerg)\]|AddressSanitizer|LeakSanitizer|runtime error:/;
+# a sanitizer's report ("==PID==ERROR: AddressSanitizer: ...", UBSan's
+# "file:line: runtime error: ..."), not the module's notice that it is
+# built with AddressSanitizer
+my $Bad = qr/\[(?:alert|emerg)\]|ERROR: \w*Sanitizer|Sanitizer CHECK failed|runtime error:/;
 
 sub check_clean {
     my ($self) = @_;
