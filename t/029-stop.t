@@ -158,7 +158,7 @@ for my $master (0, 1) {
             like($body, qr/the server is stopping/, "$mode, $what: says why");
         }
 
-        unlike($ng->log_text(), qr/\[alert\]|\[emerg\]|AddressSanitizer/,
+        unlike($ng->log_text(), qr/\[alert\]|\[emerg\]|ERROR: AddressSanitizer/,
                "$mode, $what: no alert");
     }
 }
@@ -225,7 +225,7 @@ like($log, qr/\[alert\].*recycling the worker/, "the recycle is logged at alert"
 like($log, qr/returned after it was abandoned/, "the late completion is logged");
 like($log, qr/the stuck cell returned, the worker exits/,
      "the worker left as on QUIT, not by _exit");
-unlike($log, qr/signal 11|core dumped|AddressSanitizer|worker exits to be replaced/,
+unlike($log, qr/signal 11|core dumped|ERROR: AddressSanitizer|worker exits to be replaced/,
        "no crash, no cut");
 
 $ng->stop();
