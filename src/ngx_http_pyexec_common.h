@@ -21,6 +21,19 @@
 #define NGX_HTTP_GONE                    410
 #endif
 
+/*
+ * A request terminated while a task held it blocked: later nginx marks it
+ * r->main->terminated (since 1.25.4; core's thread handlers test it); 1.22's
+ * ngx_http_terminate_request() sets c->error on a blocked request instead,
+ * which the completion handlers test as well.
+ */
+
+#if (nginx_version >= 1025004)
+#define ngx_http_pyexec_terminated(r)  ((r)->main->terminated)
+#else
+#define ngx_http_pyexec_terminated(r)  0
+#endif
+
 #ifndef NGX_HTTP_UNPROCESSABLE_ENTITY
 #define NGX_HTTP_UNPROCESSABLE_ENTITY    422
 #endif

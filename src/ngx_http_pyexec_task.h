@@ -57,20 +57,6 @@ struct ngx_http_pyexec_task_s {
 };
 
 
-/*
- * A request terminated while a task held it blocked: later nginx marks it
- * r->main->terminated (core's thread handlers test that); nginx 1.22's
- * ngx_http_terminate_request() sets c->error on a blocked request instead,
- * which the completion handlers test as well.
- */
-
-#if (nginx_version >= 1025000)
-#define ngx_http_pyexec_terminated(r)  ((r)->main->terminated)
-#else
-#define ngx_http_pyexec_terminated(r)  0
-#endif
-
-
 ngx_http_pyexec_task_t *ngx_http_pyexec_task_alloc(ngx_pool_t *pool);
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);
 ngx_int_t ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,

@@ -85,6 +85,8 @@ typedef struct {
 static void ngx_http_pyexec_upload_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_upload_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_upload_done(ngx_event_t *ev);
+static void ngx_http_pyexec_io_finish(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_http_pyexec_json_t *j);
 static ngx_int_t ngx_http_pyexec_upload_stream(ngx_http_pyexec_upload_t *u);
 static ngx_int_t ngx_http_pyexec_upload_promote(ngx_http_pyexec_upload_t *u);
 static void ngx_http_pyexec_upload_answer(ngx_http_pyexec_upload_t *u);
@@ -207,7 +209,6 @@ ngx_http_pyexec_upload_body(ngx_http_request_t *r)
 static void
 ngx_http_pyexec_upload_done(ngx_event_t *ev)
 {
-    ngx_int_t                  rc;
     ngx_connection_t          *c;
     ngx_http_request_t        *r;
     ngx_http_pyexec_upload_t  *u = ev->data;
@@ -221,28 +222,43 @@ ngx_http_pyexec_upload_done(ngx_event_t *ev)
                    "pyexec upload done: status %ui, %ui files",
                    u->status, u->nnames);
 
-    r->main->blocked--;
-    r->aio = 0;
-
-    if (c->error) {
-        ngx_http_pyexec_json_free(&u->json);
-        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
-    if (u->status != NGX_HTTP_OK) {
+    if (!c->error && u->status != NGX_HTTP_OK) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "pyexec: upload refused: %s",
                       u->error ? u->error : "no files");
 
-    } else if (u->error) {
+    } else if (!c->error && u->error) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0, "pyexec: upload failed: %s",
                       u->error);
     }
 
-    rc = ngx_http_pyexec_send_json(r, u->status, &u->json);
+    ngx_http_pyexec_io_finish(r, u->status, &u->json);
+}
 
-    ngx_http_finalize_request(r, rc);
+
+/*
+ * The end of an I/O task's request, as core's thread event handlers end
+ * theirs: unblocked, answered with the thread's document, or dropped when
+ * the client went away (1.22 marks a request terminated while blocked with
+ * c->error).
+ */
+
+static void
+ngx_http_pyexec_io_finish(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_http_pyexec_json_t *j)
+{
+    ngx_connection_t  *c = r->connection;
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    if (c->error || ngx_http_pyexec_terminated(r)) {
+        ngx_http_pyexec_json_free(j);
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+
+    } else {
+        ngx_http_finalize_request(r, ngx_http_pyexec_send_json(r, status, j));
+    }
+
     ngx_http_run_posted_requests(c);
 }
 
@@ -944,19 +960,7 @@ ngx_http_pyexec_files_done(ngx_event_t *ev)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "pyexec files: %ui listed", f->count);
 
-    r->main->blocked--;
-    r->aio = 0;
-
-    if (c->error) {
-        ngx_http_pyexec_json_free(&f->json);
-        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
-
-    } else {
-        ngx_http_finalize_request(r,
-            ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &f->json));
-    }
-
-    ngx_http_run_posted_requests(c);
+    ngx_http_pyexec_io_finish(r, NGX_HTTP_OK, &f->json);
 }
 
 
