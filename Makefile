@@ -138,10 +138,9 @@ FUZZ_RUNS   ?= 10000000
 FUZZ_FLAGS  ?=
 FUZZ_TARGETS := json multipart
 FUZZ_INCS = -I$(BUILD) $(patsubst %,-I$(NGX_SRC)/src/%,core event event/modules \
-            os/unix http http/modules http/v2) -Isrc -Ifuzz \
-            $$(pkg-config --cflags python3-embed)
+            os/unix http http/modules http/v2) -Isrc -Ifuzz
 FUZZ_SRCS = fuzz/fuzz_$(1).c fuzz/ngx_fuzz_stubs.c src/ngx_http_pyexec_$(1).c
-FUZZ_DEPS := fuzz/ngx_fuzz.h fuzz/ngx_fuzz_stubs.c src/ngx_http_pyexec_common.h \
+FUZZ_DEPS := fuzz/ngx_fuzz.h fuzz/ngx_fuzz_stubs.c $(wildcard src/*.h) \
              src/ngx_http_pyexec_multipart.h
 
 $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c src/ngx_http_pyexec_%.c $(FUZZ_DEPS) $(BUILD)/Makefile

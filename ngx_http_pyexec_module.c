@@ -8,6 +8,20 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_auth.h"
+#include "ngx_http_pyexec_child.h"
+#include "ngx_http_pyexec_handler.h"
+#include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_registry.h"
+#include "ngx_http_pyexec_route.h"
+#include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_socket.h"
+#include "ngx_http_pyexec_upload.h"
+
+
+/* what a content-handler directive needs (cmd->offset) */
+#define NGX_HTTP_PYEXEC_NEEDS_PYTHON  0x01
+#define NGX_HTTP_PYEXEC_NEEDS_IO      0x02
 
 
 static ngx_int_t ngx_http_pyexec_preconfiguration(ngx_conf_t *cf);
@@ -15,6 +29,8 @@ static char *ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_pyexec_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_pyexec_set_init_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_pyexec_set_size_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static void *ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf);
@@ -53,50 +69,50 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_EXECUTE,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_PYTHON,
+      (void *) ngx_http_pyexec_execute_handler },
 
     { ngx_string("pyexec_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_HEALTH,
-      NULL },
+      0,
+      (void *) ngx_http_pyexec_health_handler },
 
     { ngx_string("pyexec_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_STATUS,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_PYTHON,
+      (void *) ngx_http_pyexec_status_handler },
 
     { ngx_string("pyexec_sessions"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_SESSIONS,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_PYTHON,
+      (void *) ngx_http_pyexec_sessions_handler },
 
     { ngx_string("pyexec_sessions_gather"),
       NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_pyexec_set_gather,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_GATHER,
-      NULL },
+      0,
+      (void *) ngx_http_pyexec_gather_handler },
 
     { ngx_string("pyexec_upload"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_UPLOAD,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_IO,
+      (void *) ngx_http_pyexec_upload_handler },
 
     { ngx_string("pyexec_files"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyexec_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      NGX_HTTP_PYEXEC_HANDLER_FILES,
-      NULL },
+      NGX_HTTP_PYEXEC_NEEDS_IO,
+      (void *) ngx_http_pyexec_files_handler },
 
     { ngx_string("pyexec_upload_mode"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -143,6 +159,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
     { ngx_string("pyexec_session_init"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, session_init),
+      NULL },
+
+    { ngx_string("pyexec_session_init_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyexec_set_init_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyexec_main_conf_t, session_init),
       NULL },
@@ -426,7 +449,7 @@ ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     plcf->kind = 0;
+     *     plcf->handler = NULL;
      *     plcf->gather = NULL;
      *     plcf->auth_token = { 0, NULL };
      */
@@ -453,6 +476,101 @@ ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             conf->auth_token = prev->auth_token;
         }
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * pyexec_session_init_file <path>: the session init code read from a file
+ * when the configuration is loaded (relative to the conf prefix, as
+ * "include" is); it takes the place of pyexec_session_init, so the two
+ * are one setting ("is duplicate").
+ */
+
+static char *
+ngx_http_pyexec_set_init_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_pyexec_main_conf_t *pmcf = conf;
+
+    u_char           *buf;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name;
+    ngx_file_info_t   fi;
+
+    if (pmcf->session_init.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = NULL;
+    n = NGX_ERROR;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%V\" failed", &name);
+        goto done;
+    }
+
+    if (!ngx_is_file(&fi) || ngx_file_size(&fi) > 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a regular file of at most 1m",
+                           &name);
+        goto done;
+    }
+
+    buf = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
+
+    if (n != (ssize_t) ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%V\" read %z of %O bytes",
+                           &name, n, ngx_file_size(&fi));
+        n = NGX_ERROR;
+        goto done;
+    }
+
+    if (ngx_strlchr(buf, buf + n, '\0') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" holds a NUL byte", &name);
+        n = NGX_ERROR;
+        goto done;
+    }
+
+    buf[n] = '\0';
+
+done:
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &name);
+    }
+
+    if (n == NGX_ERROR || buf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->session_init.data = buf;
+    pmcf->session_init.len = n;
 
     return NGX_CONF_OK;
 }
@@ -488,6 +606,12 @@ ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * The content-handler directives, lua-nginx-module's way: each carries its
+ * handler in cmd->post and what it needs in cmd->offset; the location's
+ * handler is that function, no dispatch at request time.
+ */
+
 static char *
 ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -496,31 +620,24 @@ ngx_http_pyexec_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_core_loc_conf_t     *clcf;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
-    if (plcf->kind) {
+    if (plcf->handler) {
         return "is duplicate";
     }
 
-    plcf->kind = cmd->offset;
+    plcf->handler = (ngx_http_handler_pt) cmd->post;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyexec_module);
 
-    switch (plcf->kind) {
-
-    case NGX_HTTP_PYEXEC_HANDLER_HEALTH:
-    case NGX_HTTP_PYEXEC_HANDLER_GATHER:
-    case NGX_HTTP_PYEXEC_HANDLER_FILES:
-        break;
-
-    case NGX_HTTP_PYEXEC_HANDLER_UPLOAD:
-        pmcf->uses_io = 1;
-        break;
-
-    default:
+    if (cmd->offset & NGX_HTTP_PYEXEC_NEEDS_PYTHON) {
         pmcf->uses_python = 1;
     }
 
+    if (cmd->offset & NGX_HTTP_PYEXEC_NEEDS_IO) {
+        pmcf->uses_io = 1;
+    }
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_pyexec_handler;
+    clcf->handler = plcf->handler;
 
     return NGX_CONF_OK;
 }
@@ -748,6 +865,8 @@ ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
      * it is not finalized here: the thread may still be running a cell,
      * and the process is going away anyway.
      */
+
+    ngx_http_pyexec_interp_stop_watch();
 
     ngx_http_pyexec_socket_exit_process();
     ngx_http_pyexec_session_exit_process();

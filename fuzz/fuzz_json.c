@@ -24,6 +24,8 @@
 
 #include "ngx_fuzz.h"
 
+#include "ngx_http_pyexec_json.h"
+
 #include <yajl/yajl_tree.h>
 
 
@@ -124,36 +126,37 @@ ngx_fuzz_json_detail(ngx_str_t *err)
 static void
 ngx_fuzz_json_copy(const uint8_t *data, size_t size)
 {
-    size_t                len, before;
-    yajl_val              tree;
-    ngx_int_t             rc;
-    yajl_gen              g;
-    const unsigned char  *out;
+    size_t                   len, before;
+    yajl_val                 tree;
+    ngx_int_t                rc;
+    const u_char            *out;
+    ngx_http_pyexec_json_t   j;
 
-    g = ngx_http_pyexec_json_gen();
-    ngx_fuzz_assert(g != NULL);
+    ngx_fuzz_assert(ngx_http_pyexec_json_init(&j) == NGX_OK);
 
-    yajl_gen_array_open(g);
-    (void) yajl_gen_get_buf(g, &out, &before);
+    ngx_http_pyexec_json_array_open(&j);
+    ngx_fuzz_assert(ngx_http_pyexec_json_peek(&j, &out, &before) == NGX_OK);
 
-    rc = ngx_http_pyexec_json_copy_array(g, (u_char *) data, size,
+    rc = ngx_http_pyexec_json_copy_array(&j, (u_char *) data, size,
                                          "sessions", NGX_FUZZ_DEPTH);
+
+    /* the input was parsed before: the writer itself never fails here */
 
     ngx_fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
 
     if (rc == NGX_DECLINED) {
-        (void) yajl_gen_get_buf(g, &out, &len);
+        ngx_fuzz_assert(ngx_http_pyexec_json_peek(&j, &out, &len) == NGX_OK);
         ngx_fuzz_assert(len == before);
     }
 
-    ngx_fuzz_assert(yajl_gen_array_close(g) == yajl_gen_status_ok);
-    ngx_fuzz_assert(yajl_gen_get_buf(g, &out, &len) == yajl_gen_status_ok);
+    ngx_http_pyexec_json_array_close(&j);
+    ngx_fuzz_assert(ngx_http_pyexec_json_peek(&j, &out, &len) == NGX_OK);
 
     tree = ngx_fuzz_json_tree(out, len);
     ngx_fuzz_assert(tree != NULL && YAJL_IS_ARRAY(tree));
     yajl_tree_free(tree);
 
-    yajl_gen_free(g);
+    ngx_http_pyexec_json_free(&j);
 }
 
 
@@ -178,23 +181,58 @@ ngx_fuzz_json_tree(const u_char *p, size_t len)
 }
 
 
+/*
+ * An id from a header or a path (ngx_http_pyexec_id_is_valid(), as the
+ * worker's X-Session-Id and /sessions/{id} checks and the front's routing
+ * use it): every id it lets through is one the writer takes, so an answer
+ * naming it is never refused; and one it refuses is never routed on.
+ */
+
 static void
 ngx_fuzz_json_id(u_char *p, size_t len)
 {
-    yajl_gen  g;
+    size_t                   n;
+    ngx_str_t                taken;
+    const u_char            *out;
+    ngx_http_pyexec_json_t   j;
 
-    if (len > NGX_HTTP_PYEXEC_SESSION_ID_MAX
-        || !ngx_http_pyexec_id_is_valid(p, len))
-    {
+    if (len > NGX_HTTP_PYEXEC_SESSION_ID_MAX) {
         return;
     }
 
-    g = ngx_http_pyexec_json_gen();
-    ngx_fuzz_assert(g != NULL);
-    ngx_fuzz_assert(yajl_gen_map_open(g) == yajl_gen_status_ok);
-    ngx_fuzz_assert(yajl_gen_string(g, (u_char *) "session_id", 10)
-                    == yajl_gen_status_ok);
-    ngx_fuzz_assert(yajl_gen_string(g, p, len) == yajl_gen_status_ok);
-    ngx_fuzz_assert(yajl_gen_map_close(g) == yajl_gen_status_ok);
-    yajl_gen_free(g);
+    if (!ngx_http_pyexec_json_is_utf8(p, len)) {
+
+        /*
+         * the writer refuses it, writes nothing more (the key after it
+         * does not slide into its value slot) and take() refuses the
+         * document: a failed generator never reaches the wire
+         */
+
+        ngx_fuzz_assert(!ngx_http_pyexec_id_is_valid(p, len));
+        ngx_fuzz_assert(ngx_http_pyexec_json_init(&j) == NGX_OK);
+        ngx_http_pyexec_json_map_open(&j);
+        ngx_http_pyexec_json_kv(&j, "session_id", p, len);
+        ngx_http_pyexec_json_key(&j, "success");
+        ngx_http_pyexec_json_bool(&j, 1);
+        ngx_http_pyexec_json_map_close(&j);
+        ngx_fuzz_assert(j.rc == yajl_gen_invalid_string);
+        ngx_fuzz_assert(ngx_http_pyexec_json_take(&j, NULL, &taken)
+                        == NGX_ERROR);
+        ngx_fuzz_assert(j.g == NULL);
+        return;
+    }
+
+    if (!ngx_http_pyexec_id_is_valid(p, len)) {
+        return;
+    }
+
+    ngx_fuzz_assert(ngx_http_pyexec_json_is_utf8(p, len));
+
+    ngx_fuzz_assert(ngx_http_pyexec_json_init(&j) == NGX_OK);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "session_id", p, len);
+    ngx_http_pyexec_json_map_close(&j);
+    ngx_fuzz_assert(j.rc == yajl_gen_status_ok);
+    ngx_fuzz_assert(ngx_http_pyexec_json_peek(&j, &out, &n) == NGX_OK);
+    ngx_http_pyexec_json_free(&j);
 }

@@ -12,6 +12,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_auth.h"
 
 
 static ngx_int_t ngx_http_pyexec_auth_handler(ngx_http_request_t *r);

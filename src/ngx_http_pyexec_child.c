@@ -27,6 +27,8 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_child.h"
+#include "ngx_http_pyexec_task.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -2,18 +2,23 @@
 /*
  * Copyright (C) pyexec authors
  *
- * The content handlers: /health, /status, /execute, /sessions; body
- * collection, response sending, finalization.  HTTP statuses appear only
- * here.
+ * The content handlers of /health, /status, /execute and /sessions, and
+ * the completion of their interpreter tasks.  Replies and body reading
+ * are the reply layer's (reply.c); HTTP statuses appear only here and in
+ * the other content handlers (route.c's gather, upload.c).
  */
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_handler.h"
+#include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_reply.h"
+#include "ngx_http_pyexec_route.h"
+#include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_task.h"
 
 
-static ngx_int_t ngx_http_pyexec_health(ngx_http_request_t *r);
-static ngx_int_t ngx_http_pyexec_status(ngx_http_request_t *r);
-static ngx_int_t ngx_http_pyexec_sessions(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_session_list(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_session_new(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
@@ -25,10 +30,7 @@ static ngx_int_t ngx_http_pyexec_session_info(ngx_http_request_t *r,
 static ngx_int_t ngx_http_pyexec_session_delete(ngx_http_request_t *r,
     ngx_str_t *id);
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_pyexec_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *body);
-static ngx_int_t ngx_http_pyexec_detail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *detail);
+static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_no_interpreter(ngx_http_request_t *r);
@@ -36,91 +38,19 @@ static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static size_t ngx_http_pyexec_rss(void);
 
 
-static ngx_str_t  ngx_http_pyexec_healthy = ngx_string("{\"status\":\"healthy\"}");
+static ngx_str_t  ngx_http_pyexec_healthy =
+    ngx_string("{\"status\":\"healthy\"}");
 
 
 ngx_int_t
-ngx_http_pyexec_handler(ngx_http_request_t *r)
+ngx_http_pyexec_execute_handler(ngx_http_request_t *r)
 {
-    ngx_http_pyexec_loc_conf_t  *plcf;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyexec_module);
-
-    switch (plcf->kind) {
-
-    case NGX_HTTP_PYEXEC_HANDLER_HEALTH:
-        return ngx_http_pyexec_health(r);
-
-    case NGX_HTTP_PYEXEC_HANDLER_STATUS:
-        return ngx_http_pyexec_status(r);
-
-    case NGX_HTTP_PYEXEC_HANDLER_SESSIONS:
-        return ngx_http_pyexec_sessions(r);
-
-    case NGX_HTTP_PYEXEC_HANDLER_GATHER:
-        return ngx_http_pyexec_gather(r);
-
-    case NGX_HTTP_PYEXEC_HANDLER_UPLOAD:
-        return ngx_http_pyexec_upload(r);
-
-    case NGX_HTTP_PYEXEC_HANDLER_FILES:
-        return ngx_http_pyexec_files(r);
-
-    default: /* NGX_HTTP_PYEXEC_HANDLER_EXECUTE */
-        return ngx_http_pyexec_post_body(r, ngx_http_pyexec_execute_body);
-    }
+    return ngx_http_pyexec_post_body(r, ngx_http_pyexec_execute_body);
 }
 
-
-/* POST only: read the body, then `done` runs; the content handler's rc */
 
 ngx_int_t
-ngx_http_pyexec_post_body(ngx_http_request_t *r,
-    ngx_http_client_body_handler_pt done)
-{
-    ngx_int_t  rc;
-
-    if (r->method != NGX_HTTP_POST) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_pyexec_method_not_allowed(r);
-    }
-
-    rc = ngx_http_read_client_request_body(r, done);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
-}
-
-
-/* GET/HEAD only, body discarded: NGX_DECLINED to go on, else a final rc */
-
-ngx_int_t
-ngx_http_pyexec_get_only(ngx_http_request_t *r)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_pyexec_method_not_allowed(r);
-    }
-
-    return NGX_DECLINED;
-}
-
-
-static ngx_int_t
-ngx_http_pyexec_health(ngx_http_request_t *r)
+ngx_http_pyexec_health_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
 
@@ -133,11 +63,11 @@ ngx_http_pyexec_health(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_status(ngx_http_request_t *r)
+ngx_int_t
+ngx_http_pyexec_status_handler(ngx_http_request_t *r)
 {
     size_t       n;
-    yajl_gen     g;
+    ngx_http_pyexec_json_t   j;
     ngx_int_t    rc;
     const char  *v;
 
@@ -146,43 +76,41 @@ ngx_http_pyexec_status(ngx_http_request_t *r)
         return rc;
     }
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     v = ngx_http_pyexec_interp_version();
     for (n = 0; v[n] && v[n] != ' '; n++) { /* void */ }
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_kv(g, "status", (u_char *) "healthy", 7);
-    ngx_http_pyexec_json_str(g, "worker");
-    yajl_gen_integer(g, ngx_worker);
-    ngx_http_pyexec_json_str(g, "pid");
-    yajl_gen_integer(g, ngx_pid);
-    ngx_http_pyexec_json_kv(g, "python", (u_char *) v, n);
-    ngx_http_pyexec_json_str(g, "sessions");
-    yajl_gen_integer(g, ngx_http_pyexec_proc.nsessions);
-    ngx_http_pyexec_json_str(g, "uptime_s");
-    yajl_gen_integer(g, ngx_time() - ngx_http_pyexec_proc.started);
-    ngx_http_pyexec_json_str(g, "executions");
-    yajl_gen_integer(g, ngx_http_pyexec_proc.executions);
-    ngx_http_pyexec_json_str(g, "timeouts");
-    yajl_gen_integer(g, ngx_http_pyexec_proc.timeouts);
-    ngx_http_pyexec_json_str(g, "interpreter_ready");
-    yajl_gen_bool(g, ngx_http_pyexec_proc.ready);
-    ngx_http_pyexec_json_str(g, "rss_bytes");
-    yajl_gen_integer(g, ngx_http_pyexec_rss());
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "status", (u_char *) "healthy", 7);
+    ngx_http_pyexec_json_key(&j, "worker");
+    ngx_http_pyexec_json_int(&j, ngx_worker);
+    ngx_http_pyexec_json_key(&j, "pid");
+    ngx_http_pyexec_json_int(&j, ngx_pid);
+    ngx_http_pyexec_json_kv(&j, "python", (u_char *) v, n);
+    ngx_http_pyexec_json_key(&j, "sessions");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.nsessions);
+    ngx_http_pyexec_json_key(&j, "uptime_s");
+    ngx_http_pyexec_json_int(&j, ngx_time() - ngx_http_pyexec_proc.started);
+    ngx_http_pyexec_json_key(&j, "executions");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.executions);
+    ngx_http_pyexec_json_key(&j, "timeouts");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.timeouts);
+    ngx_http_pyexec_json_key(&j, "interpreter_ready");
+    ngx_http_pyexec_json_bool(&j, ngx_http_pyexec_proc.ready);
+    ngx_http_pyexec_json_key(&j, "rss_bytes");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_rss());
+    ngx_http_pyexec_json_map_close(&j);
 
-    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_sessions(ngx_http_request_t *r)
+ngx_int_t
+ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 {
-    u_char                    *p, *last;
     ngx_str_t                  id;
     ngx_int_t                  rc;
     ngx_http_core_loc_conf_t  *clcf;
@@ -192,31 +120,11 @@ ngx_http_pyexec_sessions(ngx_http_request_t *r)
         return rc;
     }
 
-    /* the id is taken from the raw URI: it may hold "%2F" and the like */
-
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    p = r->unparsed_uri.data;
-    last = ngx_strlchr(p, p + r->unparsed_uri.len, '?');
-    if (last == NULL) {
-        last = p + r->unparsed_uri.len;
-    }
+    rc = ngx_http_pyexec_route_path_id(r, &clcf->name, &id);
 
-    if ((size_t) (last - p) >= clcf->name.len
-        && ngx_strncmp(p, clcf->name.data, clcf->name.len) == 0)
-    {
-        p += clcf->name.len;
-
-    } else {
-        p = r->uri.data + ngx_min(clcf->name.len, r->uri.len);
-        last = r->uri.data + r->uri.len;
-    }
-
-    if (p < last && *p == '/') {
-        p++;
-    }
-
-    if (p == last) {
+    if (rc == NGX_DECLINED) {
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
             return ngx_http_pyexec_session_list(r);
         }
@@ -228,11 +136,12 @@ ngx_http_pyexec_sessions(ngx_http_request_t *r)
         return ngx_http_pyexec_method_not_allowed(r);
     }
 
-    rc = ngx_http_pyexec_path_id(r->pool, p, last, &id);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_FOUND,
-                                      "Session not found");
+    if (rc == NGX_ABORT) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pyexec: session id in the path is not UTF-8 or "
+                      "holds a control character");
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                                "Session not found");
     }
 
     if (rc != NGX_OK) {
@@ -254,18 +163,17 @@ ngx_http_pyexec_sessions(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_pyexec_session_list(ngx_http_request_t *r)
 {
-    yajl_gen                    g;
+    ngx_http_pyexec_json_t      j;
     ngx_queue_t                *q;
     ngx_http_pyexec_session_t  *s;
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_str(g, "sessions");
-    yajl_gen_array_open(g);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_key(&j, "sessions");
+    ngx_http_pyexec_json_array_open(&j);
 
     for (q = ngx_queue_last(&ngx_http_pyexec_proc.lru);
          q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
@@ -273,21 +181,21 @@ ngx_http_pyexec_session_list(ngx_http_request_t *r)
     {
         s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
 
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_kv(g, "session_id", s->id, s->id_len);
-        ngx_http_pyexec_json_str(g, "created_at");
-        (void) ngx_http_pyexec_json_iso8601(g, s->created_at);
-        ngx_http_pyexec_json_str(g, "last_used");
-        (void) ngx_http_pyexec_json_iso8601(g, s->last_used);
-        ngx_http_pyexec_json_str(g, "execution_count");
-        yajl_gen_integer(g, s->execution_count);
-        yajl_gen_map_close(g);
+        ngx_http_pyexec_json_map_open(&j);
+        ngx_http_pyexec_json_kv(&j, "session_id", s->id, s->id_len);
+        ngx_http_pyexec_json_key(&j, "created_at");
+        ngx_http_pyexec_json_iso8601(&j, s->created_at);
+        ngx_http_pyexec_json_key(&j, "last_used");
+        ngx_http_pyexec_json_iso8601(&j, s->last_used);
+        ngx_http_pyexec_json_key(&j, "execution_count");
+        ngx_http_pyexec_json_int(&j, s->execution_count);
+        ngx_http_pyexec_json_map_close(&j);
     }
 
-    yajl_gen_array_close(g);
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_array_close(&j);
+    ngx_http_pyexec_json_map_close(&j);
 
-    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
 }
 
 
@@ -295,7 +203,7 @@ static ngx_int_t
 ngx_http_pyexec_session_new(ngx_http_request_t *r)
 {
     u_char                      minted[NGX_HTTP_PYEXEC_UUID_LEN];
-    yajl_gen                    g;
+    ngx_http_pyexec_json_t      j;
     ngx_int_t                   rc;
     ngx_str_t                   id;
     ngx_http_pyexec_session_t  *s;
@@ -317,16 +225,15 @@ ngx_http_pyexec_session_new(ngx_http_request_t *r)
         }
     }
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_kv(g, "session_id", s->id, s->id_len);
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "session_id", s->id, s->id_len);
+    ngx_http_pyexec_json_map_close(&j);
 
-    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
 }
 
 
@@ -395,15 +302,15 @@ ngx_http_pyexec_session_missing(ngx_http_request_t *r, ngx_str_t *id)
         return ngx_http_pyexec_gone(r);
     }
 
-    return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_FOUND,
-                                  "Session not found");
+    return ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                       "Session not found");
 }
 
 
 static ngx_int_t
 ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
 {
-    yajl_gen                    g;
+    ngx_http_pyexec_json_t      j;
     ngx_http_pyexec_task_t     *t;
     ngx_http_pyexec_session_t  *s;
 
@@ -416,21 +323,20 @@ ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
 
         /* never ran code: nothing to ask the interpreter */
 
-        g = ngx_http_pyexec_json_gen();
-        if (g == NULL) {
+        if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_kv(g, "session_id", s->id, s->id_len);
-        ngx_http_pyexec_json_str(g, "variables");
-        yajl_gen_array_open(g);
-        yajl_gen_array_close(g);
-        ngx_http_pyexec_json_str(g, "created_at");
-        (void) ngx_http_pyexec_json_iso8601(g, s->created_at);
-        yajl_gen_map_close(g);
+        ngx_http_pyexec_json_map_open(&j);
+        ngx_http_pyexec_json_kv(&j, "session_id", s->id, s->id_len);
+        ngx_http_pyexec_json_key(&j, "variables");
+        ngx_http_pyexec_json_array_open(&j);
+        ngx_http_pyexec_json_array_close(&j);
+        ngx_http_pyexec_json_key(&j, "created_at");
+        ngx_http_pyexec_json_iso8601(&j, s->created_at);
+        ngx_http_pyexec_json_map_close(&j);
 
-        return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
+        return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
     }
 
     t = ngx_http_pyexec_task_alloc(r->pool);
@@ -441,11 +347,12 @@ ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
     t->op = NGX_HTTP_PYEXEC_OP_VARIABLES;
     t->r = r;
     t->log = r->connection->log;
+    t->done = ngx_http_pyexec_task_done;
     t->session = s;
 
     if (ngx_http_pyexec_task_post(t) != NGX_OK) {
-        return ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "interpreter queue full");
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "interpreter queue full");
     }
 
     s->refs++;
@@ -459,7 +366,7 @@ ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
 static ngx_int_t
 ngx_http_pyexec_session_delete(ngx_http_request_t *r, ngx_str_t *id)
 {
-    yajl_gen                    g;
+    ngx_http_pyexec_json_t      j;
     ngx_http_pyexec_session_t  *s;
 
     s = ngx_http_pyexec_session_find(id->data, id->len);
@@ -469,16 +376,15 @@ ngx_http_pyexec_session_delete(ngx_http_request_t *r, ngx_str_t *id)
 
     ngx_http_pyexec_session_remove(s);
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_kv(g, "message", (u_char *) "Session deleted", 15);
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "message", (u_char *) "Session deleted", 15);
+    ngx_http_pyexec_json_map_close(&j);
 
-    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
 }
 
 
@@ -552,8 +458,8 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
                       "pyexec: queue of session \"%*s\" is full (%ui)",
                       s->id_len, s->id, s->pending);
         ngx_http_pyexec_finalize(r,
-            ngx_http_pyexec_detail(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                   "too many requests queued for this "
+            ngx_http_pyexec_send_detail(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                        "too many requests queued for this "
                                    "session"));
         return;
     }
@@ -567,6 +473,7 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     t->op = NGX_HTTP_PYEXEC_OP_EXECUTE;
     t->r = r;
     t->log = r->connection->log;
+    t->done = ngx_http_pyexec_task_done;
     t->session = s;
     t->code = req.code.data;
     t->code_len = req.code.len;
@@ -577,8 +484,8 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
 
     if (ngx_http_pyexec_task_post(t) != NGX_OK) {
         ngx_http_pyexec_finalize(r,
-            ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   "interpreter queue full"));
+            ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "interpreter queue full"));
         return;
     }
 
@@ -590,197 +497,61 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
 }
 
 
-/* completion of a request task, on the event loop */
+/* completion of a request task, on the event loop (task->done) */
 
-void
+static void
 ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
 {
     ngx_int_t                   rc;
-    yajl_gen                    g;
     ngx_http_request_t         *r = t->r;
     ngx_connection_t           *c = r->connection;
     ngx_http_pyexec_session_t  *s = t->session;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "pyexec task done: op %d cell %ui status %i%s",
+                   (int) t->op, t->seq, t->status,
+                   t->stuck ? " (stuck)" : "");
+
     s->pending--;
     ngx_http_pyexec_session_touch(s);
 
-    g = t->gen;
-    t->gen = NULL;
-
-    if (c->error) {
+    if (c->error || ngx_http_pyexec_terminated(r)) {
         /* the client went away: the cell ran, its answer is dropped */
 
-        if (g) {
-            yajl_gen_free(g);
-        }
-
+        ngx_http_pyexec_json_free(&t->json);
         ngx_http_pyexec_session_release(s);
         ngx_http_pyexec_finalize(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
-        ngx_http_run_posted_requests(c);
         return;
     }
 
-    if (t->stuck) {
-        rc = ngx_http_pyexec_detail(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                    "execution could not be stopped; the "
-                                    "worker is restarting and its sessions "
-                                    "are lost");
+    if (t->abandoned) {
+        /* the worker is being recycled: answered now, still blocked */
 
-    } else if (g) {
-        rc = ngx_http_pyexec_send_json(r, t->status, g);
+        ngx_http_pyexec_json_free(&t->json);
+
+        rc = t->stuck
+             ? ngx_http_pyexec_send_detail(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                           "execution could not be stopped; "
+                                           "the worker is restarting and "
+                                           "its sessions are lost")
+             : ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "the worker is restarting (a "
+                                           "cell is stuck in C code); this "
+                                           "request did not run");
+
+    } else if (t->json.g) {
+        rc = ngx_http_pyexec_send_json(r, t->status, &t->json);
 
     } else if (t->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         rc = ngx_http_pyexec_no_interpreter(r);
 
     } else {
-        rc = ngx_http_pyexec_detail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                    "internal error running the code");
+        rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                         "internal error running the code");
     }
 
     ngx_http_pyexec_session_release(s);
     ngx_http_pyexec_finalize(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
-ngx_int_t
-ngx_http_pyexec_body(ngx_http_request_t *r, ngx_str_t *body)
-{
-    u_char       *p;
-    off_t         len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    ngx_str_set(body, "");
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len += b->in_file ? b->file_last - b->file_pos : b->last - b->pos;
-    }
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-    body->len = len;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            len = b->file_last - b->file_pos;
-            n = ngx_read_file(b->file, p, len, b->file_pos);
-
-            if (n != len) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "pyexec: short read of the request body "
-                              "temp file (%z of %O)", n, len);
-                return NGX_ERROR;
-            }
-
-            p += len;
-
-        } else {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-        }
-    }
-
-    *p = '\0';
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_pyexec_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    if (ngx_http_pyexec_route_worker_header(r) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (body->len == 0) {
-        r->header_only = 1;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-ngx_int_t
-ngx_http_pyexec_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    yajl_gen g)
-{
-    ngx_str_t  body;
-
-    if (ngx_http_pyexec_json_take(g, r->pool, &body) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "pyexec: yajl_gen_get_buf() failed");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_pyexec_send(r, status, &body);
-}
-
-
-static ngx_int_t
-ngx_http_pyexec_detail(ngx_http_request_t *r, ngx_uint_t status,
-    const char *detail)
-{
-    ngx_str_t  body;
-
-    if (ngx_http_pyexec_json_detail(r->pool, detail, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_pyexec_send(r, status, &body);
-}
-
-
-ngx_int_t
-ngx_http_pyexec_method_not_allowed(ngx_http_request_t *r)
-{
-    return ngx_http_pyexec_detail(r, NGX_HTTP_NOT_ALLOWED,
-                                  "Method Not Allowed");
 }
 
 
@@ -789,16 +560,16 @@ ngx_http_pyexec_method_not_allowed(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_pyexec_gone(ngx_http_request_t *r)
 {
-    return ngx_http_pyexec_detail(r, NGX_HTTP_GONE,
-                                  "session lost: worker restarted");
+    return ngx_http_pyexec_send_detail(r, NGX_HTTP_GONE,
+                                       "session lost: worker restarted");
 }
 
 
 static ngx_int_t
 ngx_http_pyexec_no_interpreter(ngx_http_request_t *r)
 {
-    return ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "the Python interpreter failed to start");
+    return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "the Python interpreter failed to start");
 }
 
 
@@ -807,8 +578,8 @@ ngx_http_pyexec_no_interpreter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_pyexec_full(ngx_http_request_t *r)
 {
-    return ngx_http_pyexec_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "session limit reached and no "
+    return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "session limit reached and no "
                                   "session is idle");
 }
 

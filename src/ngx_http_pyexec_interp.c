@@ -15,8 +15,16 @@
  */
 
 
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>         /* first: it sets the feature macros */
+
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_bootstrap.h"
+#include "ngx_http_pyexec_child.h"
+#include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_task.h"
 
 #include <dlfcn.h>
 #include <signal.h>
@@ -25,6 +33,8 @@
 
 #define NGX_HTTP_PYEXEC_SIGNAL        (SIGRTMIN + 3)
 #define NGX_HTTP_PYEXEC_VALUE_DEPTH   100
+#define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
+#define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
 
 #define NGX_HTTP_PYEXEC_STR(x)        NGX_HTTP_PYEXEC_STR2(x)
 #define NGX_HTTP_PYEXEC_STR2(x)       #x
@@ -37,16 +47,22 @@ static void ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_interp_init_done(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf,
     ngx_log_t *log);
-static void ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t);
-static void ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t);
-static ngx_int_t ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t);
-static ngx_int_t ngx_http_pyexec_interp_gen_result(yajl_gen g,
+static void ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t,
+    ngx_log_t *log);
+static void ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j,
     PyObject *res, ngx_http_pyexec_task_t *t);
-static ngx_int_t ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s);
-static ngx_int_t ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v,
-    ngx_uint_t depth);
-static ngx_int_t ngx_http_pyexec_interp_gen_outputs(yajl_gen g,
+static ngx_int_t ngx_http_pyexec_interp_gen_str(ngx_http_pyexec_json_t *j,
+    PyObject *s);
+static ngx_int_t ngx_http_pyexec_interp_gen_value(ngx_http_pyexec_json_t *j,
+    PyObject *v, ngx_uint_t depth);
+static ngx_int_t ngx_http_pyexec_interp_gen_outputs(ngx_http_pyexec_json_t *j,
     PyObject *outputs);
+static void ngx_http_pyexec_interp_start_watch(ngx_log_t *log);
+static void *ngx_http_pyexec_interp_watch(void *data);
 static void ngx_http_pyexec_interp_after(ngx_log_t *log);
 static void ngx_http_pyexec_interp_log_error(ngx_log_t *log,
     const char *what);
@@ -74,6 +90,19 @@ static uint64_t           ngx_http_pyexec_builtins_tag;
 
 static volatile sig_atomic_t  ngx_http_pyexec_in_user;
 static ngx_atomic_t           ngx_http_pyexec_running_seq;
+
+/*
+ * Held by the stop watcher while it signals the running cell, and by the
+ * interpreter thread when a cell ends: a cell the watcher sees running
+ * cannot have ended, so the thread (which core's pool exit may end right
+ * after the cell) is alive when it gets the signal.
+ */
+static pthread_mutex_t        ngx_http_pyexec_run_lock =
+    PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_t              ngx_http_pyexec_watcher;
+static ngx_uint_t             ngx_http_pyexec_watching;
+static volatile sig_atomic_t  ngx_http_pyexec_watch_done;
 static ngx_atomic_t           ngx_http_pyexec_kill_seq;
 static ngx_msec_t             ngx_http_pyexec_running_timeout;
 
@@ -177,9 +206,124 @@ ngx_http_pyexec_interp_init_done(ngx_event_t *ev)
                       "pyexec: Python %s ready", Py_GetVersion());
 
         ngx_http_pyexec_child_start_reaper(ev->log);
+        ngx_http_pyexec_interp_start_watch(ev->log);
     }
 
     ngx_free(task);
+}
+
+
+/*
+ * The stop watcher: a small thread of ours, all signals blocked, that
+ * never touches nginx's structures.  When nginx begins to stop (QUIT,
+ * TERM, a reload, in a worker or a single process), a running cell would
+ * otherwise hold the process for its whole time limit -- or for ever,
+ * since core's thread pool exit waits for the interpreter thread and no
+ * nginx timer fires by then.  Each cell may run on for 500 ms after the
+ * stop began (a reload's backlog of quick cells still completes); then
+ * the watcher interrupts it (KeyboardInterrupt, again every 250 ms).  A
+ * cell stuck in C code for a kill grace past that ends the process.  While a stuck cell recycles the worker, the drain
+ * (task.c) owns the exit.
+ */
+
+static void
+ngx_http_pyexec_interp_start_watch(ngx_log_t *log)
+{
+    int             err;
+    sigset_t        all, old;
+    pthread_t       tid;
+    pthread_attr_t  attr;
+
+    (void) sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+
+    err = pthread_attr_init(&attr);
+
+    if (err == 0) {
+        err = pthread_create(&tid, &attr, ngx_http_pyexec_interp_watch,
+                             NULL);
+        (void) pthread_attr_destroy(&attr);
+    }
+
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (err == 0) {
+        ngx_http_pyexec_watcher = tid;
+        ngx_http_pyexec_watching = 1;
+    }
+
+    if (err != 0) {
+        ngx_log_error(NGX_LOG_ALERT, log, err,
+                      "pyexec: pthread_create() of the stop watcher failed; "
+                      "a stop waits for a running cell");
+    }
+}
+
+
+static void *
+ngx_http_pyexec_interp_watch(void *data)
+{
+    uint64_t    now, since, last;
+    ngx_uint_t  seq;
+    ngx_msec_t  grace;
+
+    grace = ngx_http_pyexec_proc.pmcf->kill_grace;
+    seq = 0;
+    since = 0;
+    last = 0;
+
+    while (!ngx_http_pyexec_watch_done) {
+        (void) usleep(NGX_HTTP_PYEXEC_WATCH_TICK * 1000);
+
+        if (!(ngx_quit || ngx_terminate || ngx_exiting)) {
+            continue;
+        }
+
+        if (ngx_http_pyexec_proc.stopping == 0) {
+            ngx_http_pyexec_proc.stopping = NGX_HTTP_PYEXEC_STOP_QUIT;
+        }
+
+        if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE
+            || ngx_http_pyexec_running_seq == 0)
+        {
+            continue;
+        }
+
+        /* each cell gets NGX_HTTP_PYEXEC_STOP_GRACE from the stop (or
+         * from its start, for one queued before the stop) */
+
+        now = ngx_http_pyexec_interp_now_ms();
+
+        if (seq != ngx_http_pyexec_running_seq) {
+            seq = ngx_http_pyexec_running_seq;
+            since = now;
+        }
+
+        if (now - since < NGX_HTTP_PYEXEC_STOP_GRACE) {
+            continue;
+        }
+
+        if (now - last >= 250) {
+            last = now;
+
+            (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
+
+            if (ngx_http_pyexec_running_seq == seq) {
+                ngx_http_pyexec_interp_interrupt(seq);
+            }
+
+            (void) pthread_mutex_unlock(&ngx_http_pyexec_run_lock);
+        }
+
+        if (now - since > NGX_HTTP_PYEXEC_STOP_GRACE + grace) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "pyexec: a cell did not stop %M ms after nginx "
+                          "began to stop (stuck in C code), exiting", grace);
+            _exit(1);
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -362,7 +506,7 @@ failed:
 /* any thread: is the interpreter ours to use here */
 
 void
-ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
+ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 {
     PyObject                   *res;
     ngx_http_pyexec_session_t  *s;
@@ -372,8 +516,17 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
         return;
     }
 
+    if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE
+        && t->op == NGX_HTTP_PYEXEC_OP_EXECUTE)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "pyexec cell %ui not run: stopping", t->seq);
+        t->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        return;
+    }
+
     if (!pthread_equal(pthread_self(), ngx_http_pyexec_thread)) {
-        ngx_log_error(NGX_LOG_ALERT, t->log, 0,
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "pyexec: task ran outside the interpreter thread; "
                       "the pyexec thread pool must have threads=1");
         t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -385,11 +538,11 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
     switch (t->op) {
 
     case NGX_HTTP_PYEXEC_OP_EXECUTE:
-        ngx_http_pyexec_interp_execute(t);
+        ngx_http_pyexec_interp_execute(t, log);
         break;
 
     case NGX_HTTP_PYEXEC_OP_VARIABLES:
-        ngx_http_pyexec_interp_variables(t);
+        ngx_http_pyexec_interp_variables(t, log);
         break;
 
     case NGX_HTTP_PYEXEC_OP_DESTROY:
@@ -397,7 +550,7 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
         res = PyObject_CallOneArg(ngx_http_pyexec_close_session,
                                   (PyObject *) s->ns);
         if (res == NULL) {
-            ngx_http_pyexec_interp_log_error(t->log, "close_session()");
+            ngx_http_pyexec_interp_log_error(log, "close_session()");
         }
 
         Py_XDECREF(res);
@@ -409,7 +562,7 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t)
         break;      /* interp_after() reaps */
     }
 
-    ngx_http_pyexec_interp_after(t->log);
+    ngx_http_pyexec_interp_after(log);
 
     ngx_http_pyexec_tstate = PyEval_SaveThread();
 }
@@ -469,7 +622,8 @@ ngx_http_pyexec_interp_after(ngx_log_t *log)
 
 
 static ngx_int_t
-ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t)
+ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t,
+    ngx_log_t *log)
 {
     PyObject                   *res, *err;
     const char                 *msg;
@@ -482,7 +636,7 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t)
     res = PyObject_CallFunctionObjArgs(ngx_http_pyexec_new_session,
                                        ngx_http_pyexec_init_code, NULL);
     if (res == NULL) {
-        ngx_http_pyexec_interp_log_error(t->log, "new_session()");
+        ngx_http_pyexec_interp_log_error(log, "new_session()");
         return NGX_ERROR;
     }
 
@@ -499,7 +653,7 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t)
             msg = "?";
         }
 
-        ngx_log_error(NGX_LOG_WARN, t->log, 0,
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "pyexec_session_init failed: %s", msg);
     }
 
@@ -510,23 +664,23 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t)
 
 
 static void
-ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t)
+ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 {
-    PyObject  *code, *res;
-    yajl_gen   g;
+    PyObject                *code, *res;
+    ngx_http_pyexec_json_t   j;
 
     res = NULL;
     code = NULL;
-    g = NULL;
+    j.g = NULL;
 
-    if (ngx_http_pyexec_interp_ensure_ns(t) != NGX_OK) {
+    if (ngx_http_pyexec_interp_ensure_ns(t, log) != NGX_OK) {
         goto failed;
     }
 
     code = PyUnicode_DecodeUTF8((char *) t->code, t->code_len,
                                 "surrogateescape");
     if (code == NULL) {
-        ngx_http_pyexec_interp_log_error(t->log, "PyUnicode_DecodeUTF8()");
+        ngx_http_pyexec_interp_log_error(log, "PyUnicode_DecodeUTF8()");
         goto failed;
     }
 
@@ -535,30 +689,48 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t)
     t->started_ms = ngx_http_pyexec_interp_now_ms();
     ngx_memory_barrier();
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "pyexec cell %ui starts in session \"%*s\"",
+                   t->seq, t->session->id_len, t->session->id);
+
     res = PyObject_CallFunctionObjArgs(ngx_http_pyexec_run,
                                        (PyObject *) t->session->ns, code,
                                        ngx_http_pyexec_cap, NULL);
 
-    ngx_http_pyexec_running_seq = 0;
+    if (getpid() == ngx_pid) {
+        /* not in a child a cell fork()ed: it may hold a copy of the lock */
+        (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
+        ngx_http_pyexec_running_seq = 0;
+        (void) pthread_mutex_unlock(&ngx_http_pyexec_run_lock);
+
+    } else {
+        ngx_http_pyexec_running_seq = 0;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "pyexec cell %ui ended after %uL ms", t->seq,
+                   ngx_http_pyexec_interp_now_ms() - t->started_ms);
 
     if (res == NULL) {
-        ngx_http_pyexec_interp_log_error(t->log, "pyexec run()");
+        ngx_http_pyexec_interp_log_error(log, "pyexec run()");
         goto failed;
     }
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "pyexec: yajl_gen_alloc() failed");
         goto failed;
     }
 
-    if (ngx_http_pyexec_interp_gen_result(g, res, t) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, t->log, 0,
-                      "pyexec: building the response failed");
+    if (ngx_http_pyexec_interp_gen_result(&j, res, t) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "pyexec: building the response failed%s%s",
+                      j.call ? " in " : "", j.call ? j.call : "");
         PyErr_Clear();
         goto failed;
     }
 
-    t->gen = g;
+    t->json = j;
     t->status = NGX_HTTP_OK;
 
     Py_DECREF(res);
@@ -568,9 +740,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t)
 
 failed:
 
-    if (g) {
-        yajl_gen_free(g);
-    }
+    ngx_http_pyexec_json_free(&j);
 
     Py_XDECREF(res);
     Py_XDECREF(code);
@@ -579,18 +749,24 @@ failed:
 }
 
 
+/*
+ * The execute answer from run()'s tuple.  The writer keeps its first
+ * failure (json.c): NGX_ERROR here is a broken tuple, a conversion that
+ * failed, or a write that failed (j->rc); the caller sends a 500.
+ */
+
 static ngx_int_t
-ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
+ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
     ngx_http_pyexec_task_t *t)
 {
-    u_char       buf[64], *p;
-    size_t       len;
-    double       ms;
-    yajl_gen     vg;
-    PyObject    *text, *value, *repr, *error, *tb, *item, *figs;
-    ngx_int_t    has_value, ok;
-    Py_ssize_t   i, n;
-    const unsigned char  *vbuf;
+    u_char                   buf[64], *p;
+    size_t                   len;
+    double                   ms;
+    PyObject                *text, *value, *repr, *error, *tb, *item, *figs;
+    ngx_int_t                has_value, ok;
+    Py_ssize_t               i, n;
+    const u_char            *vbuf;
+    ngx_http_pyexec_json_t   vj;
 
     if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 14
         || !PyList_Check(PyTuple_GET_ITEM(res, 11))
@@ -607,135 +783,134 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
     tb = PyTuple_GET_ITEM(res, 8);
     figs = PyTuple_GET_ITEM(res, 11);
 
-    yajl_gen_map_open(g);
+    ngx_http_pyexec_json_map_open(j);
 
     /* result: printed text wins, then the value as JSON, then its repr() */
 
-    ngx_http_pyexec_json_str(g, "result");
+    ngx_http_pyexec_json_key(j, "result");
 
     if (PyList_GET_SIZE(figs) > 0) {
         /* a figure: the shape the existing client shows as text + image */
 
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_str(g, "text/plain");
-        ok = ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(res, 12));
-        ngx_http_pyexec_json_str(g, "image/png");
+        ngx_http_pyexec_json_map_open(j);
+        ngx_http_pyexec_json_key(j, "text/plain");
+        ok = ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(res, 12));
+        ngx_http_pyexec_json_key(j, "image/png");
         if (ok == NGX_OK) {
-            ok = ngx_http_pyexec_interp_gen_str(g, PyList_GET_ITEM(figs, 0));
+            ok = ngx_http_pyexec_interp_gen_str(j, PyList_GET_ITEM(figs, 0));
         }
-        yajl_gen_map_close(g);
+        ngx_http_pyexec_json_map_close(j);
 
     } else if (PyUnicode_GET_LENGTH(text) > 0) {
-        ok = ngx_http_pyexec_interp_gen_str(g, text);
+        ok = ngx_http_pyexec_interp_gen_str(j, text);
 
     } else if (has_value && value != Py_None) {
 
-        vg = ngx_http_pyexec_json_gen();
-        if (vg == NULL) {
+        if (ngx_http_pyexec_json_init(&vj) != NGX_OK) {
             return NGX_ERROR;
         }
 
         /* as JSON when it fits the output cap, else its (capped) repr */
 
-        if (ngx_http_pyexec_interp_gen_value(vg, value, 0) == NGX_OK
-            && yajl_gen_get_buf(vg, &vbuf, &len) == yajl_gen_status_ok
+        if (ngx_http_pyexec_interp_gen_value(&vj, value, 0) == NGX_OK
+            && ngx_http_pyexec_json_peek(&vj, &vbuf, &len) == NGX_OK
             && len <= ngx_http_pyexec_proc.pmcf->output_max)
         {
             /* splice the rendered value in verbatim */
-            ok = yajl_gen_number(g, (const char *) vbuf, len)
-                 == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
+            ngx_http_pyexec_json_number(j, (const char *) vbuf, len);
+            ok = NGX_OK;
 
         } else {
             PyErr_Clear();
-            ok = ngx_http_pyexec_interp_gen_str(g, repr);
+            ok = ngx_http_pyexec_interp_gen_str(j, repr);
         }
 
-        yajl_gen_free(vg);
+        ngx_http_pyexec_json_free(&vj);
 
     } else {
-        ok = (yajl_gen_null(g) == yajl_gen_status_ok) ? NGX_OK : NGX_ERROR;
+        ngx_http_pyexec_json_null(j);
+        ok = NGX_OK;
     }
 
     if (ok != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_http_pyexec_json_kv(g, "session_id", t->session->id,
+    ngx_http_pyexec_json_kv(j, "session_id", t->session->id,
                             t->session->id_len);
 
-    ngx_http_pyexec_json_str(g, "success");
-    yajl_gen_bool(g, error == Py_None);
+    ngx_http_pyexec_json_key(j, "success");
+    ngx_http_pyexec_json_bool(j, error == Py_None);
 
-    ngx_http_pyexec_json_str(g, "error");
-    if (ngx_http_pyexec_interp_gen_str(g, error) != NGX_OK) {
+    ngx_http_pyexec_json_key(j, "error");
+    if (ngx_http_pyexec_interp_gen_str(j, error) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_http_pyexec_json_str(g, "stdout");
-    if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(res, 1)) != NGX_OK)
+    ngx_http_pyexec_json_key(j, "stdout");
+    if (ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(res, 1)) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ngx_http_pyexec_json_str(g, "stderr");
-    if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(res, 2)) != NGX_OK)
+    ngx_http_pyexec_json_key(j, "stderr");
+    if (ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(res, 2)) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ngx_http_pyexec_json_str(g, "value");
-    if (ngx_http_pyexec_interp_gen_str(g, repr) != NGX_OK) {
+    ngx_http_pyexec_json_key(j, "value");
+    if (ngx_http_pyexec_interp_gen_str(j, repr) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_http_pyexec_json_str(g, "outputs");
-    if (ngx_http_pyexec_interp_gen_outputs(g, PyTuple_GET_ITEM(res, 13))
+    ngx_http_pyexec_json_key(j, "outputs");
+    if (ngx_http_pyexec_interp_gen_outputs(j, PyTuple_GET_ITEM(res, 13))
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ngx_http_pyexec_json_str(g, "error_name");
-    if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(res, 6)) != NGX_OK)
+    ngx_http_pyexec_json_key(j, "error_name");
+    if (ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(res, 6)) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ngx_http_pyexec_json_str(g, "traceback");
+    ngx_http_pyexec_json_key(j, "traceback");
 
     if (tb == Py_None || !PyList_Check(tb)) {
-        yajl_gen_null(g);
+        ngx_http_pyexec_json_null(j);
 
     } else {
-        yajl_gen_array_open(g);
+        ngx_http_pyexec_json_array_open(j);
 
         n = PyList_GET_SIZE(tb);
         for (i = 0; i < n; i++) {
             item = PyList_GET_ITEM(tb, i);
-            if (ngx_http_pyexec_interp_gen_str(g, item) != NGX_OK) {
+            if (ngx_http_pyexec_interp_gen_str(j, item) != NGX_OK) {
                 return NGX_ERROR;
             }
         }
 
-        yajl_gen_array_close(g);
+        ngx_http_pyexec_json_array_close(j);
     }
 
-    ngx_http_pyexec_json_str(g, "execution_count");
-    yajl_gen_integer(g, t->execution_count);
+    ngx_http_pyexec_json_key(j, "execution_count");
+    ngx_http_pyexec_json_int(j, t->execution_count);
 
     ms = PyFloat_AsDouble(PyTuple_GET_ITEM(res, 10));
     p = ngx_snprintf(buf, sizeof(buf), "%.3f", ms < 0 ? 0.0 : ms);
-    ngx_http_pyexec_json_str(g, "duration_ms");
-    yajl_gen_number(g, (const char *) buf, p - buf);
+    ngx_http_pyexec_json_key(j, "duration_ms");
+    ngx_http_pyexec_json_number(j, (const char *) buf, p - buf);
 
-    ngx_http_pyexec_json_str(g, "truncated");
-    yajl_gen_bool(g, PyObject_IsTrue(PyTuple_GET_ITEM(res, 9)) == 1);
+    ngx_http_pyexec_json_key(j, "truncated");
+    ngx_http_pyexec_json_bool(j,
+                              PyObject_IsTrue(PyTuple_GET_ITEM(res, 9)) == 1);
 
-    if (yajl_gen_map_close(g) != yajl_gen_status_ok) {
-        return NGX_ERROR;
-    }
+    ngx_http_pyexec_json_map_close(j);
 
-    return NGX_OK;
+    return j->rc == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -747,14 +922,13 @@ ngx_http_pyexec_interp_gen_result(yajl_gen g, PyObject *res,
  */
 
 static ngx_int_t
-ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *outputs)
+ngx_http_pyexec_interp_gen_outputs(ngx_http_pyexec_json_t *j,
+    PyObject *outputs)
 {
     PyObject    *item, *pairs, *pair;
-    Py_ssize_t   i, j, n, m;
+    Py_ssize_t   i, k, n, m;
 
-    if (yajl_gen_array_open(g) != yajl_gen_status_ok) {
-        return NGX_ERROR;
-    }
+    ngx_http_pyexec_json_array_open(j);
 
     n = PyList_GET_SIZE(outputs);
     for (i = 0; i < n; i++) {
@@ -770,34 +944,34 @@ ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *outputs)
             return NGX_ERROR;
         }
 
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_str(g, "mime");
-        if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(item, 0))
+        ngx_http_pyexec_json_map_open(j);
+        ngx_http_pyexec_json_key(j, "mime");
+        if (ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(item, 0))
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        ngx_http_pyexec_json_str(g, "data");
-        if (ngx_http_pyexec_interp_gen_str(g, PyTuple_GET_ITEM(item, 1))
+        ngx_http_pyexec_json_key(j, "data");
+        if (ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(item, 1))
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
         if (pairs != Py_None) {
-            ngx_http_pyexec_json_str(g, "bundle");
-            yajl_gen_map_open(g);
+            ngx_http_pyexec_json_key(j, "bundle");
+            ngx_http_pyexec_json_map_open(j);
 
             m = PyTuple_GET_SIZE(pairs);
-            for (j = 0; j < m; j++) {
-                pair = PyTuple_GET_ITEM(pairs, j);
+            for (k = 0; k < m; k++) {
+                pair = PyTuple_GET_ITEM(pairs, k);
 
                 if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
-                    || ngx_http_pyexec_interp_gen_str(g,
+                    || ngx_http_pyexec_interp_gen_str(j,
                                                   PyTuple_GET_ITEM(pair, 0))
                        != NGX_OK
-                    || ngx_http_pyexec_interp_gen_str(g,
+                    || ngx_http_pyexec_interp_gen_str(j,
                                                   PyTuple_GET_ITEM(pair, 1))
                        != NGX_OK)
                 {
@@ -805,30 +979,30 @@ ngx_http_pyexec_interp_gen_outputs(yajl_gen g, PyObject *outputs)
                 }
             }
 
-            yajl_gen_map_close(g);
+            ngx_http_pyexec_json_map_close(j);
         }
 
-        if (yajl_gen_map_close(g) != yajl_gen_status_ok) {
-            return NGX_ERROR;
-        }
+        ngx_http_pyexec_json_map_close(j);
     }
 
-    return yajl_gen_array_close(g) == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
+    ngx_http_pyexec_json_array_close(j);
+
+    return j->rc == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
 }
 
 
 /* a str (or None -> null) as a JSON string; lone surrogates escaped */
 
 static ngx_int_t
-ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s)
+ngx_http_pyexec_interp_gen_str(ngx_http_pyexec_json_t *j, PyObject *s)
 {
     PyObject    *b;
     const char  *p;
     Py_ssize_t   len;
-    yajl_gen_status  st;
 
     if (s == Py_None) {
-        return yajl_gen_null(g) == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
+        ngx_http_pyexec_json_null(j);
+        return j->rc == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
     }
 
     if (!PyUnicode_Check(s)) {
@@ -837,8 +1011,8 @@ ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s)
 
     p = PyUnicode_AsUTF8AndSize(s, &len);
     if (p != NULL) {
-        st = yajl_gen_string(g, (const unsigned char *) p, len);
-        return st == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
+        ngx_http_pyexec_json_str(j, (const u_char *) p, len);
+        return j->rc == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
     }
 
     PyErr_Clear();
@@ -848,11 +1022,11 @@ ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s)
         return NGX_ERROR;
     }
 
-    st = yajl_gen_string(g, (const unsigned char *) PyBytes_AS_STRING(b),
-                         PyBytes_GET_SIZE(b));
+    ngx_http_pyexec_json_str(j, (const u_char *) PyBytes_AS_STRING(b),
+                             PyBytes_GET_SIZE(b));
     Py_DECREF(b);
 
-    return st == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
+    return j->rc == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -860,10 +1034,13 @@ ngx_http_pyexec_interp_gen_str(yajl_gen g, PyObject *s)
  * A value as JSON when it is plainly representable: None, bool, int,
  * finite float, str, list/tuple, dict with str keys.  Exact scalar types
  * only: a numpy scalar or a str subclass goes out as its repr().
+ * NGX_DECLINED: not representable (or a write failed, j->rc): the caller
+ * throws this writer away and sends the repr.
  */
 
 static ngx_int_t
-ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v, ngx_uint_t depth)
+ngx_http_pyexec_interp_gen_value(ngx_http_pyexec_json_t *j, PyObject *v,
+    ngx_uint_t depth)
 {
     double       d;
     PyObject    *key, *item, *s;
@@ -875,29 +1052,31 @@ ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v, ngx_uint_t depth)
         return NGX_DECLINED;
     }
 
+    rc = NGX_OK;
+
     if (v == Py_None) {
-        return yajl_gen_null(g) == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
-    }
+        ngx_http_pyexec_json_null(j);
 
-    if (PyBool_Check(v)) {
-        return yajl_gen_bool(g, v == Py_True) == yajl_gen_status_ok
-               ? NGX_OK : NGX_ERROR;
-    }
+    } else if (PyBool_Check(v)) {
+        ngx_http_pyexec_json_bool(j, v == Py_True);
 
-    if (PyLong_CheckExact(v)) {
+    } else if (PyLong_CheckExact(v)) {
         s = PyObject_Str(v);     /* fails beyond sys.int_info digits */
         if (s == NULL) {
             return NGX_DECLINED;
         }
 
         p = PyUnicode_AsUTF8AndSize(s, &len);
-        rc = (p && yajl_gen_number(g, p, len) == yajl_gen_status_ok)
-             ? NGX_OK : NGX_DECLINED;
-        Py_DECREF(s);
-        return rc;
-    }
+        if (p) {
+            ngx_http_pyexec_json_number(j, p, len);
 
-    if (PyFloat_CheckExact(v)) {
+        } else {
+            rc = NGX_DECLINED;
+        }
+
+        Py_DECREF(s);
+
+    } else if (PyFloat_CheckExact(v)) {
         d = PyFloat_AS_DOUBLE(v);
         if (!isfinite(d)) {
             return NGX_DECLINED;
@@ -910,24 +1089,19 @@ ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v, ngx_uint_t depth)
             return NGX_DECLINED;
         }
 
-        rc = yajl_gen_number(g, p, ngx_strlen(p)) == yajl_gen_status_ok
-             ? NGX_OK : NGX_DECLINED;
+        ngx_http_pyexec_json_number(j, p, ngx_strlen(p));
         PyMem_Free((void *) p);
-        return rc;
-    }
 
-    if (PyUnicode_CheckExact(v)) {
-        return ngx_http_pyexec_interp_gen_str(g, v) == NGX_OK
-               ? NGX_OK : NGX_DECLINED;
-    }
+    } else if (PyUnicode_CheckExact(v)) {
+        rc = ngx_http_pyexec_interp_gen_str(j, v);
 
-    if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) {
-        yajl_gen_array_open(g);
+    } else if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) {
+        ngx_http_pyexec_json_array_open(j);
 
         n = PySequence_Fast_GET_SIZE(v);
         for (i = 0; i < n; i++) {
             item = PySequence_Fast_GET_ITEM(v, i);
-            rc = ngx_http_pyexec_interp_gen_value(g, item, depth + 1);
+            rc = ngx_http_pyexec_interp_gen_value(j, item, depth + 1);
             if (rc != NGX_OK) {
                 return rc;
             }
@@ -936,71 +1110,75 @@ ngx_http_pyexec_interp_gen_value(yajl_gen g, PyObject *v, ngx_uint_t depth)
             n = ngx_min(n, PySequence_Fast_GET_SIZE(v));
         }
 
-        yajl_gen_array_close(g);
-        return NGX_OK;
-    }
+        ngx_http_pyexec_json_array_close(j);
 
-    if (PyDict_CheckExact(v)) {
-        yajl_gen_map_open(g);
+    } else if (PyDict_CheckExact(v)) {
+        ngx_http_pyexec_json_map_open(j);
 
         pos = 0;
         while (PyDict_Next(v, &pos, &key, &item)) {
-            if (!PyUnicode_CheckExact(key)) {
+            if (!PyUnicode_CheckExact(key)
+                || ngx_http_pyexec_interp_gen_str(j, key) != NGX_OK)
+            {
                 return NGX_DECLINED;
             }
 
-            if (ngx_http_pyexec_interp_gen_str(g, key) != NGX_OK) {
-                return NGX_DECLINED;
-            }
-
-            rc = ngx_http_pyexec_interp_gen_value(g, item, depth + 1);
+            rc = ngx_http_pyexec_interp_gen_value(j, item, depth + 1);
             if (rc != NGX_OK) {
                 return rc;
             }
         }
 
-        yajl_gen_map_close(g);
-        return NGX_OK;
+        ngx_http_pyexec_json_map_close(j);
+
+    } else {
+        return NGX_DECLINED;
     }
 
-    return NGX_DECLINED;
+    if (rc == NGX_OK && j->rc != yajl_gen_status_ok) {
+        rc = NGX_DECLINED;
+    }
+
+    return rc == NGX_OK ? NGX_OK : NGX_DECLINED;
 }
 
 
 static void
-ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t)
+ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 {
     PyObject                   *names, *item;
-    yajl_gen                    g;
     Py_ssize_t                  i, n;
+    ngx_http_pyexec_json_t      j;
     ngx_http_pyexec_session_t  *s = t->session;
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "pyexec: yajl_gen_alloc() failed");
         t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return;
     }
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_kv(g, "session_id", s->id, s->id_len);
-    ngx_http_pyexec_json_str(g, "variables");
-    yajl_gen_array_open(g);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "session_id", s->id, s->id_len);
+    ngx_http_pyexec_json_key(&j, "variables");
+    ngx_http_pyexec_json_array_open(&j);
 
     if (s->ns) {
         names = PyObject_CallFunctionObjArgs(ngx_http_pyexec_variables,
                                              (PyObject *) s->ns,
                                              (PyObject *) s->injected, NULL);
         if (names == NULL) {
-            ngx_http_pyexec_interp_log_error(t->log, "variables()");
-            yajl_gen_free(g);
+            ngx_http_pyexec_interp_log_error(log, "variables()");
+            ngx_http_pyexec_json_free(&j);
             t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
             return;
         }
 
+        /* names are str (variables() keeps only those): never a failure */
+
         n = PyList_GET_SIZE(names);
         for (i = 0; i < n; i++) {
             item = PyList_GET_ITEM(names, i);
-            if (ngx_http_pyexec_interp_gen_str(g, item) != NGX_OK) {
+            if (ngx_http_pyexec_interp_gen_str(&j, item) != NGX_OK) {
                 PyErr_Clear();
             }
         }
@@ -1008,17 +1186,32 @@ ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t)
         Py_DECREF(names);
     }
 
-    yajl_gen_array_close(g);
-    ngx_http_pyexec_json_str(g, "created_at");
-    (void) ngx_http_pyexec_json_iso8601(g, s->created_at);
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_array_close(&j);
+    ngx_http_pyexec_json_key(&j, "created_at");
+    ngx_http_pyexec_json_iso8601(&j, s->created_at);
+    ngx_http_pyexec_json_map_close(&j);
 
-    t->gen = g;
+    /* a failed write goes on to send_json(), which answers 500 */
+
+    t->json = j;
     t->status = NGX_HTTP_OK;
 }
 
 
-/* event loop: ask the interpreter thread to stop cell "seq" */
+/* exit_process: the watcher ends before the process does */
+
+void
+ngx_http_pyexec_interp_stop_watch(void)
+{
+    if (ngx_http_pyexec_watching && getpid() == ngx_pid) {
+        ngx_http_pyexec_watch_done = 1;
+        (void) pthread_join(ngx_http_pyexec_watcher, NULL);
+        ngx_http_pyexec_watching = 0;
+    }
+}
+
+
+/* event loop or stop watcher: ask the interpreter thread to stop "seq" */
 
 void
 ngx_http_pyexec_interp_interrupt(ngx_uint_t seq)
@@ -1040,6 +1233,12 @@ ngx_http_pyexec_interp_on_signal(PyObject *self, PyObject *args)
         && ngx_http_pyexec_kill_seq == ngx_http_pyexec_running_seq)
     {
         u_char  msg[80];
+
+        if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_QUIT) {
+            PyErr_SetString(PyExc_KeyboardInterrupt,
+                            "the server is stopping");
+            return NULL;
+        }
 
         *ngx_snprintf(msg, sizeof(msg) - 1,
                       "execution exceeded the time limit of %.3f s",

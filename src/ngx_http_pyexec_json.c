@@ -13,6 +13,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_json.h"
 
 #include <math.h>
 
@@ -51,35 +52,34 @@ static void ngx_http_pyexec_json_error(ngx_http_pyexec_json_ctx_t *ctx,
     const char *field, const char *msg, const char *type);
 static int ngx_http_pyexec_json_scalar(ngx_http_pyexec_json_ctx_t *ctx,
     const char *what);
-static int ngx_http_pyexec_json_null(void *data);
-static ngx_int_t ngx_http_pyexec_id_is_utf8(u_char *p, size_t len);
-static int ngx_http_pyexec_json_boolean(void *data, int v);
-static int ngx_http_pyexec_json_number(void *data, const char *s,
+static int ngx_http_pyexec_json_on_null(void *data);
+static int ngx_http_pyexec_json_on_boolean(void *data, int v);
+static int ngx_http_pyexec_json_on_number(void *data, const char *s,
     size_t len);
-static int ngx_http_pyexec_json_string(void *data, const unsigned char *s,
+static int ngx_http_pyexec_json_on_string(void *data,
+    const unsigned char *s, size_t len);
+static int ngx_http_pyexec_json_on_start_map(void *data);
+static int ngx_http_pyexec_json_on_start_array(void *data);
+static int ngx_http_pyexec_json_on_start(ngx_http_pyexec_json_ctx_t *ctx);
+static int ngx_http_pyexec_json_on_key(void *data, const unsigned char *s,
     size_t len);
-static int ngx_http_pyexec_json_start_map(void *data);
-static int ngx_http_pyexec_json_start_array(void *data);
-static int ngx_http_pyexec_json_start(ngx_http_pyexec_json_ctx_t *ctx);
-static int ngx_http_pyexec_json_key(void *data, const unsigned char *s,
-    size_t len);
-static int ngx_http_pyexec_json_end(void *data);
+static int ngx_http_pyexec_json_on_end(void *data);
 static ngx_int_t ngx_http_pyexec_json_errors(ngx_http_pyexec_json_ctx_t *ctx,
     ssize_t offset, const char *msg, ngx_str_t *out);
 
 
 static yajl_callbacks  ngx_http_pyexec_json_callbacks = {
-    ngx_http_pyexec_json_null,
-    ngx_http_pyexec_json_boolean,
+    ngx_http_pyexec_json_on_null,
+    ngx_http_pyexec_json_on_boolean,
     NULL,
     NULL,
-    ngx_http_pyexec_json_number,
-    ngx_http_pyexec_json_string,
-    ngx_http_pyexec_json_start_map,
-    ngx_http_pyexec_json_key,
-    ngx_http_pyexec_json_end,
-    ngx_http_pyexec_json_start_array,
-    ngx_http_pyexec_json_end
+    ngx_http_pyexec_json_on_number,
+    ngx_http_pyexec_json_on_string,
+    ngx_http_pyexec_json_on_start_map,
+    ngx_http_pyexec_json_on_key,
+    ngx_http_pyexec_json_on_end,
+    ngx_http_pyexec_json_on_start_array,
+    ngx_http_pyexec_json_on_end
 };
 
 
@@ -260,21 +260,21 @@ ngx_http_pyexec_json_scalar(ngx_http_pyexec_json_ctx_t *ctx, const char *what)
 
 
 static int
-ngx_http_pyexec_json_null(void *data)
+ngx_http_pyexec_json_on_null(void *data)
 {
     return ngx_http_pyexec_json_scalar(data, NULL);
 }
 
 
 static int
-ngx_http_pyexec_json_boolean(void *data, int v)
+ngx_http_pyexec_json_on_boolean(void *data, int v)
 {
     return ngx_http_pyexec_json_scalar(data, "boolean");
 }
 
 
 static int
-ngx_http_pyexec_json_number(void *data, const char *s, size_t len)
+ngx_http_pyexec_json_on_number(void *data, const char *s, size_t len)
 {
     u_char                      *p;
     double                       d;
@@ -318,7 +318,8 @@ ngx_http_pyexec_json_number(void *data, const char *s, size_t len)
 
 
 static int
-ngx_http_pyexec_json_string(void *data, const unsigned char *s, size_t len)
+ngx_http_pyexec_json_on_string(void *data, const unsigned char *s,
+    size_t len)
 {
     ngx_str_t                   *dst;
     ngx_http_pyexec_json_ctx_t  *ctx = data;
@@ -363,7 +364,7 @@ ngx_http_pyexec_json_string(void *data, const unsigned char *s, size_t len)
 
 
 static int
-ngx_http_pyexec_json_start_map(void *data)
+ngx_http_pyexec_json_on_start_map(void *data)
 {
     ngx_http_pyexec_json_ctx_t  *ctx = data;
 
@@ -371,19 +372,19 @@ ngx_http_pyexec_json_start_map(void *data)
         ctx->root_map = 1;
     }
 
-    return ngx_http_pyexec_json_start(ctx);
+    return ngx_http_pyexec_json_on_start(ctx);
 }
 
 
 static int
-ngx_http_pyexec_json_start_array(void *data)
+ngx_http_pyexec_json_on_start_array(void *data)
 {
-    return ngx_http_pyexec_json_start(data);
+    return ngx_http_pyexec_json_on_start(data);
 }
 
 
 static int
-ngx_http_pyexec_json_start(ngx_http_pyexec_json_ctx_t *ctx)
+ngx_http_pyexec_json_on_start(ngx_http_pyexec_json_ctx_t *ctx)
 {
     if (!ctx->root_seen) {
         ctx->root_seen = 1;
@@ -405,7 +406,7 @@ ngx_http_pyexec_json_start(ngx_http_pyexec_json_ctx_t *ctx)
 
 
 static int
-ngx_http_pyexec_json_key(void *data, const unsigned char *s, size_t len)
+ngx_http_pyexec_json_on_key(void *data, const unsigned char *s, size_t len)
 {
     ngx_http_pyexec_json_ctx_t  *ctx = data;
 
@@ -431,7 +432,7 @@ ngx_http_pyexec_json_key(void *data, const unsigned char *s, size_t len)
 
 
 static int
-ngx_http_pyexec_json_end(void *data)
+ngx_http_pyexec_json_on_end(void *data)
 {
     ngx_http_pyexec_json_ctx_t  *ctx = data;
 
@@ -446,39 +447,38 @@ ngx_http_pyexec_json_errors(ngx_http_pyexec_json_ctx_t *ctx, ssize_t offset,
     const char *msg, ngx_str_t *out)
 {
     u_char                        *p, *last;
-    yajl_gen                       g;
     ngx_uint_t                     i;
+    ngx_http_pyexec_json_t         j;
     ngx_http_pyexec_json_error_t  *e;
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_str(g, "detail");
-    yajl_gen_array_open(g);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_key(&j, "detail");
+    ngx_http_pyexec_json_array_open(&j);
 
     for (i = 0; i < ctx->nerrors; i++) {
         e = &ctx->errors[i];
 
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_str(g, "loc");
-        yajl_gen_array_open(g);
-        ngx_http_pyexec_json_str(g, "body");
+        ngx_http_pyexec_json_map_open(&j);
+        ngx_http_pyexec_json_key(&j, "loc");
+        ngx_http_pyexec_json_array_open(&j);
+        ngx_http_pyexec_json_cstr(&j, "body");
 
         if (e->field) {
-            ngx_http_pyexec_json_str(g, e->field);
+            ngx_http_pyexec_json_cstr(&j, e->field);
 
         } else if (offset >= 0) {
-            yajl_gen_integer(g, offset);
+            ngx_http_pyexec_json_int(&j, offset);
         }
 
-        yajl_gen_array_close(g);
+        ngx_http_pyexec_json_array_close(&j);
+        ngx_http_pyexec_json_key(&j, "msg");
 
         if (e->msg) {
-            ngx_http_pyexec_json_str(g, "msg");
-            ngx_http_pyexec_json_str(g, e->msg);
+            ngx_http_pyexec_json_cstr(&j, e->msg);
 
         } else {
             /* yajl's message: "lexical error: ...\n  text\n  (pointer)" */
@@ -489,19 +489,18 @@ ngx_http_pyexec_json_errors(ngx_http_pyexec_json_ctx_t *ctx, ssize_t offset,
                 p = last;
             }
 
-            ngx_http_pyexec_json_str(g, "msg");
-            yajl_gen_string(g, (u_char *) msg, p - (u_char *) msg);
+            ngx_http_pyexec_json_str(&j, (u_char *) msg, p - (u_char *) msg);
         }
 
-        ngx_http_pyexec_json_str(g, "type");
-        ngx_http_pyexec_json_str(g, e->type);
-        yajl_gen_map_close(g);
+        ngx_http_pyexec_json_key(&j, "type");
+        ngx_http_pyexec_json_cstr(&j, e->type);
+        ngx_http_pyexec_json_map_close(&j);
     }
 
-    yajl_gen_array_close(g);
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_array_close(&j);
+    ngx_http_pyexec_json_map_close(&j);
 
-    if (ngx_http_pyexec_json_take(g, ctx->pool, out) != NGX_OK) {
+    if (ngx_http_pyexec_json_take(&j, ctx->pool, out) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -537,13 +536,13 @@ ngx_http_pyexec_id_has_control(u_char *p, size_t len)
 ngx_int_t
 ngx_http_pyexec_id_is_valid(u_char *p, size_t len)
 {
-    return ngx_http_pyexec_id_is_utf8(p, len)
+    return ngx_http_pyexec_json_is_utf8(p, len)
            && !ngx_http_pyexec_id_has_control(p, len);
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_id_is_utf8(u_char *p, size_t len)
+ngx_int_t
+ngx_http_pyexec_json_is_utf8(u_char *p, size_t len)
 {
     u_char    *last;
     size_t     n, i;
@@ -594,92 +593,187 @@ ngx_http_pyexec_id_is_utf8(u_char *p, size_t len)
 }
 
 
-yajl_gen
-ngx_http_pyexec_json_gen(void)
-{
-    yajl_gen  g;
-
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL) {
-        return NULL;
-    }
-
-    (void) yajl_gen_config(g, yajl_gen_validate_utf8, 1);
-
-    return g;
-}
-
-
-/* copy the generated document into the pool and free the generator */
+/*
+ * The response writer: yajl's generator with the first failing status kept
+ * (sticky, as ngx_chain_writer keeps its error).  Every yajl_gen_* status
+ * is checked here; after a failure the writer writes nothing more, and
+ * ngx_http_pyexec_json_take() refuses the document, so a generator that
+ * failed (an invalid UTF-8 string, a non-finite number) never reaches the
+ * wire half-written with its keys shifted into value slots.
+ */
 
 ngx_int_t
-ngx_http_pyexec_json_take(yajl_gen g, ngx_pool_t *pool, ngx_str_t *out)
+ngx_http_pyexec_json_init(ngx_http_pyexec_json_t *j)
 {
-    size_t                len;
-    const unsigned char  *buf;
+    j->rc = yajl_gen_status_ok;
+    j->call = NULL;
 
-    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
-        yajl_gen_free(g);
+    j->g = yajl_gen_alloc(NULL);
+    if (j->g == NULL) {
         return NGX_ERROR;
     }
 
-    out->data = ngx_pnalloc(pool, len);
-    if (out->data == NULL) {
-        yajl_gen_free(g);
+    if (!yajl_gen_config(j->g, yajl_gen_validate_utf8, 1)) {
+        yajl_gen_free(j->g);
+        j->g = NULL;
         return NGX_ERROR;
     }
-
-    out->len = len;
-    ngx_memcpy(out->data, buf, len);
-    yajl_gen_free(g);
 
     return NGX_OK;
 }
 
 
 void
-ngx_http_pyexec_json_str(yajl_gen g, const char *s)
+ngx_http_pyexec_json_free(ngx_http_pyexec_json_t *j)
 {
-    yajl_gen_string(g, (const unsigned char *) s, ngx_strlen(s));
+    if (j->g) {
+        yajl_gen_free(j->g);
+        j->g = NULL;
+    }
+}
+
+
+static void
+ngx_http_pyexec_json_check(ngx_http_pyexec_json_t *j, yajl_gen_status rc,
+    const char *call)
+{
+    if (rc != yajl_gen_status_ok && j->rc == yajl_gen_status_ok) {
+        j->rc = rc;
+        j->call = call;
+    }
+}
+
+
+#define ngx_http_pyexec_json_ok(j)  ((j)->rc == yajl_gen_status_ok)
+
+
+void
+ngx_http_pyexec_json_map_open(ngx_http_pyexec_json_t *j)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_map_open(j->g),
+                                   "yajl_gen_map_open()");
+    }
 }
 
 
 void
-ngx_http_pyexec_json_kv(yajl_gen g, const char *key, u_char *val, size_t len)
+ngx_http_pyexec_json_map_close(ngx_http_pyexec_json_t *j)
 {
-    ngx_http_pyexec_json_str(g, key);
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_map_close(j->g),
+                                   "yajl_gen_map_close()");
+    }
+}
+
+
+void
+ngx_http_pyexec_json_array_open(ngx_http_pyexec_json_t *j)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_array_open(j->g),
+                                   "yajl_gen_array_open()");
+    }
+}
+
+
+void
+ngx_http_pyexec_json_array_close(ngx_http_pyexec_json_t *j)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_array_close(j->g),
+                                   "yajl_gen_array_close()");
+    }
+}
+
+
+void
+ngx_http_pyexec_json_str(ngx_http_pyexec_json_t *j, const u_char *s,
+    size_t len)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_string(j->g, s, len),
+                                   "yajl_gen_string()");
+    }
+}
+
+
+void
+ngx_http_pyexec_json_cstr(ngx_http_pyexec_json_t *j, const char *s)
+{
+    ngx_http_pyexec_json_str(j, (const u_char *) s, ngx_strlen(s));
+}
+
+
+void
+ngx_http_pyexec_json_key(ngx_http_pyexec_json_t *j, const char *key)
+{
+    ngx_http_pyexec_json_str(j, (const u_char *) key, ngx_strlen(key));
+}
+
+
+void
+ngx_http_pyexec_json_int(ngx_http_pyexec_json_t *j, long long n)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_integer(j->g, n),
+                                   "yajl_gen_integer()");
+    }
+}
+
+
+/* a number already formatted as JSON ("1e+300", "3.14") */
+
+void
+ngx_http_pyexec_json_number(ngx_http_pyexec_json_t *j, const char *s,
+    size_t len)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_number(j->g, s, len),
+                                   "yajl_gen_number()");
+    }
+}
+
+
+void
+ngx_http_pyexec_json_bool(ngx_http_pyexec_json_t *j, ngx_uint_t v)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_bool(j->g, v ? 1 : 0),
+                                   "yajl_gen_bool()");
+    }
+}
+
+
+void
+ngx_http_pyexec_json_null(ngx_http_pyexec_json_t *j)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_null(j->g),
+                                   "yajl_gen_null()");
+    }
+}
+
+
+/* "key": "val", or "key": null when val is NULL */
+
+void
+ngx_http_pyexec_json_kv(ngx_http_pyexec_json_t *j, const char *key,
+    const u_char *val, size_t len)
+{
+    ngx_http_pyexec_json_key(j, key);
 
     if (val == NULL) {
-        yajl_gen_null(g);
+        ngx_http_pyexec_json_null(j);
 
     } else {
-        yajl_gen_string(g, val, len);
+        ngx_http_pyexec_json_str(j, val, len);
     }
 }
 
 
-ngx_int_t
-ngx_http_pyexec_json_detail(ngx_pool_t *pool, const char *detail,
-    ngx_str_t *out)
-{
-    yajl_gen  g;
-
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
-        return NGX_ERROR;
-    }
-
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_str(g, "detail");
-    ngx_http_pyexec_json_str(g, detail);
-    yajl_gen_map_close(g);
-
-    return ngx_http_pyexec_json_take(g, pool, out);
-}
-
-
-ngx_int_t
-ngx_http_pyexec_json_iso8601(yajl_gen g, time_t t)
+void
+ngx_http_pyexec_json_iso8601(ngx_http_pyexec_json_t *j, time_t t)
 {
     u_char     buf[32], *p;
     ngx_tm_t   tm;
@@ -690,20 +784,104 @@ ngx_http_pyexec_json_iso8601(yajl_gen g, time_t t)
                     tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                     tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
 
-    return yajl_gen_string(g, buf, p - buf) == yajl_gen_status_ok
-           ? NGX_OK : NGX_ERROR;
+    ngx_http_pyexec_json_str(j, buf, p - buf);
+}
+
+
+/* the writer's current document, without taking it (NGX_ERROR: failed) */
+
+ngx_int_t
+ngx_http_pyexec_json_peek(ngx_http_pyexec_json_t *j, const u_char **buf,
+    size_t *len)
+{
+    if (ngx_http_pyexec_json_ok(j)) {
+        ngx_http_pyexec_json_check(j, yajl_gen_get_buf(j->g, buf, len),
+                                   "yajl_gen_get_buf()");
+    }
+
+    return ngx_http_pyexec_json_ok(j) ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * Copy the document into the pool and free the generator.  NGX_ERROR when
+ * a call failed (j->rc and j->call say which) or memory ran out (j->rc
+ * still ok); the generator is freed either way.
+ */
+
+ngx_int_t
+ngx_http_pyexec_json_take(ngx_http_pyexec_json_t *j, ngx_pool_t *pool,
+    ngx_str_t *out)
+{
+    size_t          len;
+    ngx_int_t       rc;
+    const u_char   *buf;
+
+    rc = NGX_ERROR;
+
+    if (j->g && ngx_http_pyexec_json_peek(j, &buf, &len) == NGX_OK) {
+        out->data = ngx_pnalloc(pool, len);
+
+        if (out->data) {
+            out->len = len;
+            ngx_memcpy(out->data, buf, len);
+            rc = NGX_OK;
+        }
+    }
+
+    ngx_http_pyexec_json_free(j);
+
+    return rc;
+}
+
+
+/* for the log: what failed */
+
+const char *
+ngx_http_pyexec_json_error_text(ngx_http_pyexec_json_t *j)
+{
+    switch (j->rc) {
+
+    case yajl_gen_status_ok:
+        return "out of memory";
+
+    case yajl_gen_keys_must_be_strings:
+        return "a key that is not a string";
+
+    case yajl_max_depth_exceeded:
+        return "nesting too deep";
+
+    case yajl_gen_in_error_state:
+        return "generator in error state";
+
+    case yajl_gen_generation_complete:
+        return "a value after the complete document";
+
+    case yajl_gen_invalid_number:
+        return "an invalid number";
+
+    case yajl_gen_no_buf:
+        return "no buffer";
+
+    case yajl_gen_invalid_string:
+        return "a string that is not valid UTF-8";
+
+    default:
+        return "unknown yajl_gen status";
+    }
 }
 
 
 /*
  * Copying the elements of one top-level array ({"<key>": [ ... ]}) of a
- * worker's answer into another generator: GET /sessions behind a front.
+ * worker's answer into another writer: GET /sessions behind a front.
  * The answer is checked as any input is (depth, syntax); nothing is
- * emitted unless the whole document parses.
+ * emitted unless the whole document parses.  A write that fails stops
+ * the parse (the callback returns 0).
  */
 
 typedef struct {
-    yajl_gen                     g;
+    ngx_http_pyexec_json_t      *j;
     const char                  *key;
     ngx_uint_t                   depth;
     ngx_uint_t                   max_depth;
@@ -714,7 +892,10 @@ typedef struct {
 
 
 #define ngx_http_pyexec_copying(ctx)                                          \
-    ((ctx)->g && (ctx)->copying && (ctx)->depth >= 2)
+    ((ctx)->j && (ctx)->copying && (ctx)->depth >= 2)
+
+#define ngx_http_pyexec_copy_ok(ctx)                                          \
+    ((ctx)->j == NULL || ngx_http_pyexec_json_ok((ctx)->j))
 
 
 static int
@@ -723,12 +904,12 @@ ngx_http_pyexec_copy_null(void *data)
     ngx_http_pyexec_copy_ctx_t  *ctx = data;
 
     if (ngx_http_pyexec_copying(ctx)) {
-        yajl_gen_null(ctx->g);
+        ngx_http_pyexec_json_null(ctx->j);
     }
 
     ctx->in_key = 0;
 
-    return 1;
+    return ngx_http_pyexec_copy_ok(ctx);
 }
 
 
@@ -738,12 +919,12 @@ ngx_http_pyexec_copy_boolean(void *data, int v)
     ngx_http_pyexec_copy_ctx_t  *ctx = data;
 
     if (ngx_http_pyexec_copying(ctx)) {
-        yajl_gen_bool(ctx->g, v);
+        ngx_http_pyexec_json_bool(ctx->j, v);
     }
 
     ctx->in_key = 0;
 
-    return 1;
+    return ngx_http_pyexec_copy_ok(ctx);
 }
 
 
@@ -753,12 +934,12 @@ ngx_http_pyexec_copy_number(void *data, const char *s, size_t len)
     ngx_http_pyexec_copy_ctx_t  *ctx = data;
 
     if (ngx_http_pyexec_copying(ctx)) {
-        yajl_gen_number(ctx->g, s, len);
+        ngx_http_pyexec_json_number(ctx->j, s, len);
     }
 
     ctx->in_key = 0;
 
-    return 1;
+    return ngx_http_pyexec_copy_ok(ctx);
 }
 
 
@@ -768,12 +949,12 @@ ngx_http_pyexec_copy_string(void *data, const unsigned char *s, size_t len)
     ngx_http_pyexec_copy_ctx_t  *ctx = data;
 
     if (ngx_http_pyexec_copying(ctx)) {
-        yajl_gen_string(ctx->g, s, len);
+        ngx_http_pyexec_json_str(ctx->j, s, len);
     }
 
     ctx->in_key = 0;
 
-    return 1;
+    return ngx_http_pyexec_copy_ok(ctx);
 }
 
 
@@ -783,14 +964,14 @@ ngx_http_pyexec_copy_key(void *data, const unsigned char *s, size_t len)
     ngx_http_pyexec_copy_ctx_t  *ctx = data;
 
     if (ngx_http_pyexec_copying(ctx)) {
-        yajl_gen_string(ctx->g, s, len);
+        ngx_http_pyexec_json_str(ctx->j, s, len);
     }
 
     ctx->in_key = (ctx->depth == 1 && !ctx->found
                    && len == ngx_strlen(ctx->key)
                    && ngx_strncmp(s, ctx->key, len) == 0);
 
-    return 1;
+    return ngx_http_pyexec_copy_ok(ctx);
 }
 
 
@@ -799,10 +980,10 @@ ngx_http_pyexec_copy_open(ngx_http_pyexec_copy_ctx_t *ctx, ngx_uint_t map)
 {
     if (ngx_http_pyexec_copying(ctx)) {
         if (map) {
-            yajl_gen_map_open(ctx->g);
+            ngx_http_pyexec_json_map_open(ctx->j);
 
         } else {
-            yajl_gen_array_open(ctx->g);
+            ngx_http_pyexec_json_array_open(ctx->j);
         }
 
     } else if (ctx->in_key && !map) {
@@ -812,7 +993,7 @@ ngx_http_pyexec_copy_open(ngx_http_pyexec_copy_ctx_t *ctx, ngx_uint_t map)
 
     ctx->in_key = 0;
 
-    return ++ctx->depth <= ctx->max_depth;
+    return ++ctx->depth <= ctx->max_depth && ngx_http_pyexec_copy_ok(ctx);
 }
 
 
@@ -837,17 +1018,17 @@ ngx_http_pyexec_copy_close(ngx_http_pyexec_copy_ctx_t *ctx, ngx_uint_t map)
 
     if (ngx_http_pyexec_copying(ctx)) {
         if (map) {
-            yajl_gen_map_close(ctx->g);
+            ngx_http_pyexec_json_map_close(ctx->j);
 
         } else {
-            yajl_gen_array_close(ctx->g);
+            ngx_http_pyexec_json_array_close(ctx->j);
         }
 
     } else if (ctx->depth == 1) {
         ctx->copying = 0;
     }
 
-    return 1;
+    return ngx_http_pyexec_copy_ok(ctx);
 }
 
 
@@ -899,13 +1080,19 @@ ngx_http_pyexec_copy_run(ngx_http_pyexec_copy_ctx_t *ctx, u_char *buf,
 
     yajl_free(h);
 
+    if (!ngx_http_pyexec_copy_ok(ctx)) {
+        return NGX_ERROR;       /* the writer failed: j->rc says why */
+    }
+
     return (st == yajl_status_ok && ctx->found) ? NGX_OK : NGX_DECLINED;
 }
 
 
+/* NGX_OK, NGX_DECLINED (a bad document: j untouched), NGX_ERROR */
+
 ngx_int_t
-ngx_http_pyexec_json_copy_array(yajl_gen g, u_char *buf, size_t len,
-    const char *key, ngx_uint_t max_depth)
+ngx_http_pyexec_json_copy_array(ngx_http_pyexec_json_t *j, u_char *buf,
+    size_t len, const char *key, ngx_uint_t max_depth)
 {
     ngx_int_t                    rc;
     ngx_http_pyexec_copy_ctx_t   ctx;
@@ -914,7 +1101,7 @@ ngx_http_pyexec_json_copy_array(yajl_gen g, u_char *buf, size_t len,
         return NGX_DECLINED;
     }
 
-    /* a dry run first: a bad document must leave g untouched */
+    /* a dry run first: a bad document must leave j untouched */
 
     ngx_memzero(&ctx, sizeof(ngx_http_pyexec_copy_ctx_t));
     ctx.key = key;
@@ -926,7 +1113,7 @@ ngx_http_pyexec_json_copy_array(yajl_gen g, u_char *buf, size_t len,
     }
 
     ngx_memzero(&ctx, sizeof(ngx_http_pyexec_copy_ctx_t));
-    ctx.g = g;
+    ctx.j = j;
     ctx.key = key;
     ctx.max_depth = max_depth;
 

@@ -19,6 +19,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_registry.h"
 
 
 #define NGX_HTTP_PYEXEC_REG_LIVE  1

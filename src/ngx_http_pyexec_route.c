@@ -16,6 +16,10 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_reply.h"
+#include "ngx_http_pyexec_route.h"
+#include "ngx_http_pyexec_session.h"
 
 
 /* the module's request ctx: routing (front) and gathering (GET /sessions) */
@@ -36,8 +40,6 @@ static ngx_int_t ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     ngx_http_pyexec_ctx_t **ctxp);
 static ngx_int_t ngx_http_pyexec_route_body_id(ngx_http_request_t *r,
     ngx_str_t *id);
-static ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
-    ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_variable_session(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_pyexec_variable_worker(ngx_http_request_t *r,
@@ -51,10 +53,6 @@ static ngx_str_t  ngx_http_pyexec_x_session_id =
     ngx_string("X-Session-Id");
 static ngx_str_t  ngx_http_pyexec_x_new_session =
     ngx_string("X-Pyexec-New-Session");
-static ngx_str_t  ngx_http_pyexec_x_worker = ngx_string("X-Pyexec-Worker");
-
-static u_char      ngx_http_pyexec_worker_name[NGX_INT_T_LEN * 2 + 2];
-static ngx_str_t   ngx_http_pyexec_worker_str;
 
 
 static ngx_http_variable_t  ngx_http_pyexec_vars[] = {
@@ -92,40 +90,6 @@ ngx_http_pyexec_route_add_variables(ngx_conf_t *cf)
 
 
 /* "<worker number>/<pid>", fixed for the life of the process */
-
-ngx_str_t *
-ngx_http_pyexec_route_worker(void)
-{
-    if (ngx_http_pyexec_worker_str.len == 0) {
-        ngx_http_pyexec_worker_str.data = ngx_http_pyexec_worker_name;
-        ngx_http_pyexec_worker_str.len =
-            ngx_sprintf(ngx_http_pyexec_worker_name, "%ui/%P",
-                        (ngx_uint_t) (ngx_worker == (ngx_uint_t) -1
-                                      ? 0 : ngx_worker), ngx_pid)
-            - ngx_http_pyexec_worker_name;
-    }
-
-    return &ngx_http_pyexec_worker_str;
-}
-
-
-ngx_int_t
-ngx_http_pyexec_route_worker_header(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key = ngx_http_pyexec_x_worker;
-    h->value = *ngx_http_pyexec_route_worker();
-
-    return NGX_OK;
-}
-
 
 /* a request header by name, or NULL */
 
@@ -205,7 +169,7 @@ ngx_http_pyexec_route_is_new(ngx_http_request_t *r)
 static ngx_http_pyexec_ctx_t *
 ngx_http_pyexec_ctx(ngx_http_request_t *r)
 {
-    ngx_http_pyexec_ctx_t  *ctx;
+    ngx_http_pyexec_ctx_t         *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
 
@@ -228,7 +192,7 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
 {
     u_char                 *p;
     ngx_int_t               rc;
-    ngx_http_pyexec_ctx_t  *ctx;
+    ngx_http_pyexec_ctx_t         *ctx;
 
     ctx = ngx_http_pyexec_ctx(r);
     if (ctx == NULL) {
@@ -258,7 +222,11 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
-        rc = ngx_http_pyexec_route_path_id(r, &ctx->id);
+        rc = ngx_http_pyexec_route_path_id(r, NULL, &ctx->id);
+
+        if (rc == NGX_ABORT) {
+            rc = NGX_DECLINED;      /* not routed on: a new id */
+        }
     }
 
     if (rc == NGX_DECLINED) {
@@ -339,10 +307,27 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *id)
+/*
+ * The {id} of "<prefix>/{id}", unescaped, for the worker's /sessions
+ * location (prefix: its name) and for the front (prefix NULL:
+ * "/sessions").  It is taken from the raw URI, which may hold "%2F" and
+ * the like; a URI that does not start with the prefix as sent (a rewrite)
+ * is read from the normalised r->uri.  NGX_OK; NGX_DECLINED: no id (the
+ * collection itself, or another path); NGX_ABORT: an id no session can
+ * have (not UTF-8, a control character: it would go into a header and
+ * into JSON); NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *prefix,
+    ngx_str_t *id)
 {
-    u_char  *p, *last;
+    u_char     *p, *last, *dst;
+    ngx_str_t   sessions = ngx_string("/sessions");
+
+    if (prefix == NULL) {
+        prefix = &sessions;
+    }
 
     p = r->unparsed_uri.data;
     last = ngx_strlchr(p, p + r->unparsed_uri.len, '?');
@@ -350,26 +335,34 @@ ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *id)
         last = p + r->unparsed_uri.len;
     }
 
-    if (last - p <= (ssize_t) sizeof("/sessions/") - 1
-        || ngx_strncmp(p, "/sessions/", sizeof("/sessions/") - 1) != 0)
+    if ((size_t) (last - p) >= prefix->len
+        && ngx_strncmp(p, prefix->data, prefix->len) == 0)
     {
+        p += prefix->len;
+
+    } else if (r->uri.len >= prefix->len
+               && ngx_strncmp(r->uri.data, prefix->data, prefix->len) == 0)
+    {
+        p = r->uri.data + prefix->len;
+        last = r->uri.data + r->uri.len;
+
+    } else {
         return NGX_DECLINED;
     }
 
-    return ngx_http_pyexec_path_id(r->pool, p + sizeof("/sessions/") - 1,
-                                   last, id);
-}
+    if (p < last && *p == '/') {
+        p++;
 
+    } else if (p < last && prefix->len && prefix->data[prefix->len - 1] != '/')
+    {
+        return NGX_DECLINED;        /* "/sessionsX" */
+    }
 
-/* the unescaped id of a "/sessions/{id}" path, as the worker reads it */
+    if (p == last) {
+        return NGX_DECLINED;
+    }
 
-ngx_int_t
-ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
-    ngx_str_t *id)
-{
-    u_char  *dst;
-
-    dst = ngx_pnalloc(pool, last - p + 1);
+    dst = ngx_pnalloc(r->pool, last - p + 1);
     if (dst == NULL) {
         return NGX_ERROR;
     }
@@ -378,14 +371,13 @@ ngx_http_pyexec_path_id(ngx_pool_t *pool, u_char *p, u_char *last,
     ngx_unescape_uri(&dst, &p, last - p, 0);
     id->len = dst - id->data;
 
-    /*
-     * no session can have such an id (body ids are UTF-8, header ids are
-     * checked), and it would be put in a header and in JSON
-     */
-
     if (!ngx_http_pyexec_id_is_valid(id->data, id->len)) {
-        return NGX_DECLINED;
+        return NGX_ABORT;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pyexec session id from the path: \"%*s\"",
+                   id->len, id->data);
 
     return NGX_OK;
 }
@@ -397,7 +389,7 @@ static ngx_int_t
 ngx_http_pyexec_variable_session(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_http_pyexec_ctx_t  *ctx;
+    ngx_http_pyexec_ctx_t         *ctx;
 
     if (ngx_http_pyexec_route_resolve(r, &ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -426,7 +418,7 @@ ngx_http_pyexec_variable_worker(ngx_http_request_t *r,
 {
     ngx_str_t  *w;
 
-    w = ngx_http_pyexec_route_worker();
+    w = ngx_http_pyexec_worker_name();
 
     v->len = w->len;
     v->valid = 1;
@@ -446,7 +438,7 @@ ngx_http_pyexec_variable_worker(ngx_http_request_t *r,
  */
 
 ngx_int_t
-ngx_http_pyexec_gather(ngx_http_request_t *r)
+ngx_http_pyexec_gather_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
     ngx_str_t                     *uris;
@@ -454,7 +446,7 @@ ngx_http_pyexec_gather(ngx_http_request_t *r)
     ngx_http_request_t            *sr;
     ngx_http_post_subrequest_t    *ps;
     ngx_http_pyexec_loc_conf_t    *plcf;
-    ngx_http_pyexec_ctx_t  *ctx;
+    ngx_http_pyexec_ctx_t         *ctx;
 
     rc = ngx_http_pyexec_get_only(r);
     if (rc != NGX_DECLINED) {
@@ -518,7 +510,7 @@ ngx_http_pyexec_gather_part(ngx_http_request_t *r, void *data, ngx_int_t rc)
     ngx_uint_t                     i;
     ngx_buf_t                     *b;
     ngx_http_request_t            *pr;
-    ngx_http_pyexec_ctx_t  *ctx;
+    ngx_http_pyexec_ctx_t         *ctx;
 
     pr = r->parent;
     ctx = ngx_http_get_module_ctx(pr, ngx_http_pyexec_module);
@@ -562,12 +554,13 @@ ngx_http_pyexec_gather_part(ngx_http_request_t *r, void *data, ngx_int_t rc)
 static void
 ngx_http_pyexec_gather_resume(ngx_http_request_t *r)
 {
-    yajl_gen                       g;
+    ngx_int_t                      rc;
     ngx_str_t                     *uris;
     ngx_uint_t                     i, partial;
+    ngx_http_pyexec_json_t         j;
     ngx_http_pyexec_loc_conf_t    *plcf;
     ngx_http_pyexec_main_conf_t   *pmcf;
-    ngx_http_pyexec_ctx_t  *ctx;
+    ngx_http_pyexec_ctx_t         *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
 
@@ -579,26 +572,32 @@ ngx_http_pyexec_gather_resume(ngx_http_request_t *r)
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
     uris = plcf->gather->elts;
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     partial = 0;
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_str(g, "sessions");
-    yajl_gen_array_open(g);
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_key(&j, "sessions");
+    ngx_http_pyexec_json_array_open(&j);
 
     for (i = 0; i < ctx->n; i++) {
-        if (ctx->statuses[i] == NGX_HTTP_OK
-            && ngx_http_pyexec_json_copy_array(g, ctx->bodies[i].data,
-                                               ctx->bodies[i].len,
-                                               "sessions",
-                                               pmcf->json_max_depth)
-               == NGX_OK)
-        {
+        rc = NGX_DECLINED;
+
+        if (ctx->statuses[i] == NGX_HTTP_OK) {
+            rc = ngx_http_pyexec_json_copy_array(&j, ctx->bodies[i].data,
+                                                 ctx->bodies[i].len,
+                                                 "sessions",
+                                                 pmcf->json_max_depth);
+        }
+
+        if (rc == NGX_ERROR) {
+            break;      /* the writer failed: send_json() answers 500 */
+        }
+
+        if (rc == NGX_OK) {
             continue;
         }
 
@@ -608,11 +607,11 @@ ngx_http_pyexec_gather_resume(ngx_http_request_t *r)
         partial = 1;
     }
 
-    yajl_gen_array_close(g);
-    ngx_http_pyexec_json_str(g, "partial");
-    yajl_gen_bool(g, partial);
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_array_close(&j);
+    ngx_http_pyexec_json_key(&j, "partial");
+    ngx_http_pyexec_json_bool(&j, partial);
+    ngx_http_pyexec_json_map_close(&j);
 
     ngx_http_finalize_request(r,
-        ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g));
+        ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j));
 }

@@ -15,6 +15,9 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_registry.h"
+#include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_task.h"
 
 #include <ngx_md5.h>
 #include <sys/random.h>
@@ -196,6 +199,9 @@ ngx_http_pyexec_session_create(u_char *id, size_t len, ngx_log_t *log)
 
     ngx_http_pyexec_registry_add(id, len, log);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "pyexec session \"%*s\" created", len, id);
+
     if (!p->expire.timer_set) {
         ngx_add_timer(&p->expire,
                       ngx_min(p->pmcf->session_idle_timeout, 60000));
@@ -278,6 +284,9 @@ ngx_http_pyexec_session_remove(ngx_http_pyexec_session_t *s)
         return;
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pyexec session \"%*s\" removed", s->id_len, s->id);
+
     ngx_http_pyexec_session_unlink(s);
     ngx_http_pyexec_session_release(s);
 }
@@ -289,6 +298,11 @@ ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
     if (--s->refs) {
         return;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pyexec session \"%*s\" released%s", s->id_len, s->id,
+                   s->ns ? ": namespace dropped in the interpreter thread"
+                         : "");
 
     if (s->ns == NULL) {
         ngx_free(s);
@@ -312,6 +326,10 @@ ngx_http_pyexec_session_destroyed(ngx_event_t *ev)
 {
     ngx_thread_task_t       *task = ev->data;
     ngx_http_pyexec_task_t  *t = task->ctx;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "pyexec session \"%*s\" destroyed",
+                   t->session->id_len, t->session->id);
 
     ngx_free(t->session);
     ngx_free(task);

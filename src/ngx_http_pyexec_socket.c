@@ -24,6 +24,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_socket.h"
 
 #include <poll.h>
 #include <sys/un.h>

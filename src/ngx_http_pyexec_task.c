@@ -13,6 +13,9 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_socket.h"
+#include "ngx_http_pyexec_task.h"
 
 #include <unistd.h>
 
@@ -21,10 +24,22 @@ static void ngx_http_pyexec_task_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_event(ngx_event_t *ev);
 static void ngx_http_pyexec_task_timer(ngx_event_t *ev);
-static void ngx_http_pyexec_task_exit(ngx_event_t *ev);
+static void ngx_http_pyexec_task_recycle(ngx_http_pyexec_task_t *stuck,
+    ngx_log_t *log);
+static void ngx_http_pyexec_task_drain(ngx_event_t *ev);
 
 
-static ngx_event_t  ngx_http_pyexec_exit_event;
+#define NGX_HTTP_PYEXEC_DRAIN_TICK   100
+#define NGX_HTTP_PYEXEC_DRAIN_MAX    60000
+
+
+static ngx_queue_t  ngx_http_pyexec_tasks = {
+    &ngx_http_pyexec_tasks, &ngx_http_pyexec_tasks
+};
+
+static ngx_event_t       ngx_http_pyexec_drain_event;
+static ngx_connection_t  ngx_http_pyexec_drain_conn;  /* ev->data for logs */
+static ngx_msec_t        ngx_http_pyexec_drain_deadline;
 
 
 ngx_http_pyexec_task_t *
@@ -63,6 +78,12 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
 
     r->main->blocked++;
     r->aio = 1;
+
+    ngx_queue_insert_tail(&ngx_http_pyexec_tasks, &t->queue);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, t->log, 0,
+                   "pyexec task posted: op %d cell %ui",
+                   (int) t->op, t->seq);
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
         t->timer.handler = ngx_http_pyexec_task_timer;
@@ -117,10 +138,12 @@ ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,
 }
 
 
+/* pool threads: the log is the pool's, never a request's connection log */
+
 static void
 ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_pyexec_interp_run(data);
+    ngx_http_pyexec_interp_run(data, log);
 }
 
 
@@ -129,27 +152,62 @@ ngx_http_pyexec_task_thread(void *data, ngx_log_t *log)
 {
     ngx_http_pyexec_task_t  *t = data;
 
-    ngx_http_pyexec_interp_run(t);
+    ngx_http_pyexec_interp_run(t, log);
 
     ngx_memory_barrier();
     t->finished = 1;
 }
 
 
+/*
+ * Completion on the event loop, as ngx_http_copy_thread_event_handler()
+ * does it: the log names the request, the request is unblocked, and a
+ * request that was already answered (a stuck cell's 504) or terminated
+ * only has its connection handler run; otherwise the handler's callback
+ * answers it.
+ */
+
 static void
 ngx_http_pyexec_task_event(ngx_event_t *ev)
 {
     ngx_http_pyexec_task_t  *t = ev->data;
-    ngx_http_request_t      *r = t->r;
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+
+    r = t->r;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "pyexec task event: op %d cell %ui \"%V\"",
+                   (int) t->op, t->seq, &r->uri);
 
     if (t->timer.timer_set) {
         ngx_del_timer(&t->timer);
     }
 
+    ngx_queue_remove(&t->queue);
+
     r->main->blocked--;
     r->aio = 0;
 
-    ngx_http_pyexec_task_done(t);
+    if (t->abandoned) {
+        /* answered when its worker was recycled; the thread let go now */
+
+        ngx_log_error(NGX_LOG_NOTICE, c->log, 0,
+                      "pyexec: cell %ui returned after it was abandoned",
+                      t->seq);
+
+        ngx_http_pyexec_json_free(&t->json);
+        ngx_http_finalize_request(r, NGX_DONE);     /* our reference */
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    t->done(t);
+
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -158,7 +216,8 @@ ngx_http_pyexec_task_event(ngx_event_t *ev)
  * the queue behind other cells first).  At the limit the interpreter
  * thread gets a signal, again every second while the cell keeps running
  * (code that catches the exception); past the kill grace the worker is
- * recycled: only a process exit stops C code that never checks signals.
+ * recycled (below): only a process exit stops C code that never checks
+ * signals.
  */
 
 static void
@@ -189,17 +248,7 @@ ngx_http_pyexec_task_timer(ngx_event_t *ev)
     }
 
     if (elapsed >= t->timeout + pmcf->kill_grace) {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
-                      "pyexec: cell did not stop %M ms after its time "
-                      "limit (stuck in C code), recycling the worker",
-                      pmcf->kill_grace);
-
-        t->stuck = 1;
-        t->r->main->blocked--;
-        t->r->aio = 0;
-
-        ngx_http_pyexec_task_done(t);
-        ngx_http_pyexec_task_recycle_worker(ev->log);
+        ngx_http_pyexec_task_recycle(t, ev->log);
         return;
     }
 
@@ -219,33 +268,191 @@ ngx_http_pyexec_task_timer(ngx_event_t *ev)
 
 
 /*
- * Exit the worker so that the master starts a fresh one.  The exit is a
- * moment later so that the answer already written reaches the client.
- * Exit code 1: the master respawns workers that exit with anything but 2.
+ * A cell stuck in C code past its kill grace: the interpreter thread is
+ * lost to this worker.  Every request task still in flight (the stuck
+ * cell: 504; those queued behind it: 503) is answered now but stays
+ * blocked, with a reference of ours, because the thread may still write
+ * into its r->pool memory; the late completion releases it.  Then the
+ * worker drains: no new connections (ngx_quit in a worker: core's
+ * graceful shutdown; in a single process its listeners are closed here,
+ * as core's quit would not wait), its other requests finish, and once
+ * nothing but the abandoned requests is left, or at the deadline, it
+ * exits and the master starts a fresh one.  If the stuck cell returns
+ * before that, the worker leaves as any worker does on QUIT.
  */
 
-void
-ngx_http_pyexec_task_recycle_worker(ngx_log_t *log)
+static void
+ngx_http_pyexec_task_recycle(ngx_http_pyexec_task_t *stuck, ngx_log_t *log)
 {
-    if (ngx_http_pyexec_proc.recycling) {
-        return;
+    ngx_queue_t             *q;
+    ngx_http_request_t      *r;
+    ngx_core_conf_t         *ccf;
+    ngx_http_pyexec_task_t  *t;
+
+    ngx_log_error(NGX_LOG_ALERT, log, 0,
+                  "pyexec: cell %ui did not stop %M ms after its time "
+                  "limit (stuck in C code), recycling the worker",
+                  stuck->seq, ngx_http_pyexec_proc.pmcf->kill_grace);
+
+    ngx_http_pyexec_proc.stopping = NGX_HTTP_PYEXEC_STOP_RECYCLE;
+    stuck->stuck = 1;
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
+
+        if (t->abandoned) {
+            continue;
+        }
+
+        t->abandoned = 1;
+
+        if (t->timer.timer_set) {
+            ngx_del_timer(&t->timer);
+        }
+
+        /*
+         * still blocked (the thread may write into the task), but no
+         * longer waiting for it: r->aio would hold the answer back
+         */
+
+        r = t->r;
+        r->aio = 0;
+        r->keepalive = 0;
+        r->main->count++;       /* released by the late completion */
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "pyexec abandoning cell %ui%s", t->seq,
+                       t->stuck ? " (stuck)" : " (queued)");
+
+        t->done(t);
+        ngx_http_run_posted_requests(r->connection);
     }
 
-    ngx_http_pyexec_proc.recycling = 1;
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
 
-    /* not the request's log: the connection is gone by then */
+    ngx_http_pyexec_drain_deadline = ngx_current_msec
+                                     + (ccf->shutdown_timeout
+                                        ? ccf->shutdown_timeout
+                                        : NGX_HTTP_PYEXEC_DRAIN_MAX);
 
-    ngx_http_pyexec_exit_event.handler = ngx_http_pyexec_task_exit;
-    ngx_http_pyexec_exit_event.log = ngx_cycle->log;
-    ngx_add_timer(&ngx_http_pyexec_exit_event, 50);
+    if (ngx_process == NGX_PROCESS_WORKER) {
+        ngx_quit = 1;
+
+    } else {
+        ngx_close_listening_sockets((ngx_cycle_t *) ngx_cycle);
+        ngx_close_idle_connections((ngx_cycle_t *) ngx_cycle);
+    }
+
+    /* not cancelable: the worker's event loop stays until this says so */
+
+    ngx_http_pyexec_drain_event.handler = ngx_http_pyexec_task_drain;
+    ngx_http_pyexec_drain_conn.fd = (ngx_socket_t) -1;
+    ngx_http_pyexec_drain_event.data = &ngx_http_pyexec_drain_conn;
+    ngx_http_pyexec_drain_event.log = ngx_cycle->log;
+    ngx_add_timer(&ngx_http_pyexec_drain_event, NGX_HTTP_PYEXEC_DRAIN_TICK);
 }
 
 
 static void
-ngx_http_pyexec_task_exit(ngx_event_t *ev)
+ngx_http_pyexec_task_drain(ngx_event_t *ev)
 {
+    ngx_uint_t               i, busy;
+    ngx_queue_t             *q;
+    ngx_connection_t        *c;
+    ngx_http_pyexec_task_t  *t;
+
+    /*
+     * an abandoned request keeps its connection open until the thread lets
+     * go of it: once its answer is out, the client gets EOF at least
+     */
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
+        c = t->r->connection;
+
+        if (t->abandoned && !t->shut && !c->buffered && !c->error) {
+            t->shut = 1;
+
+            if (ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1) {
+                ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+                              ngx_shutdown_socket_n " failed");
+            }
+        }
+    }
+
+    /*
+     * connections other than listeners, the channel, and abandoned
+     * requests whose answer is out
+     */
+
+    busy = 0;
+    c = ngx_cycle->connections;
+
+    for (i = 0; i < ngx_cycle->connection_n; i++, c++) {
+
+        if (c->fd == (ngx_socket_t) -1 || c->fd == ngx_channel
+            || (c->listening && c->listening->connection == c))
+        {
+            continue;
+        }
+
+        for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
+             q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
+             q = ngx_queue_next(q))
+        {
+            t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
+
+            if (t->r->connection == c) {
+                break;
+            }
+        }
+
+        /* an abandoned request counts while its answer is being sent */
+
+        if (q == ngx_queue_sentinel(&ngx_http_pyexec_tasks) || c->buffered) {
+            busy++;
+        }
+    }
+
+    if (busy && (ngx_msec_int_t) (ngx_http_pyexec_drain_deadline
+                                  - ngx_current_msec) > 0)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                       "pyexec drain: %ui connections busy", busy);
+
+        ngx_add_timer(ev, NGX_HTTP_PYEXEC_DRAIN_TICK);
+        return;
+    }
+
+    if (ngx_queue_empty(&ngx_http_pyexec_tasks)) {
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "pyexec: the stuck cell returned, the worker exits");
+
+        if (ngx_process != NGX_PROCESS_WORKER) {
+            ngx_quit = 1;       /* the thread is free: core's quit is safe */
+        }
+
+        return;
+    }
+
+    /*
+     * nothing is left but requests the stuck thread still holds (or the
+     * deadline passed, cutting "busy" connections): core's exit would wait
+     * for that thread for ever in the thread pool's exit handler
+     */
+
     ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
-                  "pyexec: worker exits to be replaced");
+                  "pyexec: worker exits to be replaced (%ui connections "
+                  "cut)", busy);
+
+    ngx_http_pyexec_socket_exit_process();
 
     _exit(1);
 }

@@ -13,13 +13,17 @@
  * Parent folders are opened one component at a time with O_NOFOLLOW: a
  * symlink in the data folder cannot send a file outside it.
  *
- * Downloads (GET /files/{path}) are nginx's own static file serving: an
+ * GET /files lists the data folder with a walk on the same I/O pool;
+ * downloads (GET /files/{path}) are nginx's own static file serving: an
  * alias location over the data folder (see nginx.conf).
  */
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_json.h"
 #include "ngx_http_pyexec_multipart.h"
+#include "ngx_http_pyexec_reply.h"
+#include "ngx_http_pyexec_upload.h"
 
 #include <dirent.h>
 
@@ -64,8 +68,18 @@ typedef struct {
 
     /* output */
     ngx_uint_t                   status;
-    yajl_gen                     gen;
+    ngx_http_pyexec_json_t       json;        /* json.g NULL: none */
 } ngx_http_pyexec_upload_t;
+
+
+typedef struct {
+    ngx_http_request_t          *r;
+    u_char                      *data_dir;    /* NUL-terminated */
+    ngx_uint_t                   count;
+    ngx_uint_t                   skipped;     /* names that are not UTF-8 */
+    ngx_http_pyexec_json_t       json;
+    u_char                       rel[PATH_MAX];
+} ngx_http_pyexec_files_t;
 
 
 static void ngx_http_pyexec_upload_body(ngx_http_request_t *r);
@@ -85,12 +99,15 @@ static int ngx_http_pyexec_open_parent(int dir_fd, char *path,
     ngx_uint_t create, char **last);
 static void ngx_http_pyexec_remove_tree(int dir_fd, const char *name,
     const char *keep);
-static void ngx_http_pyexec_files_walk(yajl_gen g, int fd, u_char *rel,
-    size_t rel_len, ngx_uint_t *count);
+static void ngx_http_pyexec_files_thread(void *data, ngx_log_t *log);
+static void ngx_http_pyexec_files_done(ngx_event_t *ev);
+static void ngx_http_pyexec_files_walk(ngx_http_pyexec_files_t *f, int fd,
+    size_t rel_len);
+static u_char *ngx_http_pyexec_data_dir(ngx_http_request_t *r);
 
 
 ngx_int_t
-ngx_http_pyexec_upload(ngx_http_request_t *r)
+ngx_http_pyexec_upload_handler(ngx_http_request_t *r)
 {
     return ngx_http_pyexec_post_body(r, ngx_http_pyexec_upload_body);
 }
@@ -123,20 +140,16 @@ ngx_http_pyexec_upload_body(ngx_http_request_t *r)
 
     u = task->ctx;
     u->r = r;
-    u->log = r->connection->log;
     u->replace = pmcf->upload_replace;
     u->out = NGX_INVALID_FILE;
     u->dir_fd = -1;
     u->stage_fd = -1;
 
-    u->data_dir = ngx_pnalloc(r->pool, pmcf->data_dir.len + 1);
+    u->data_dir = ngx_http_pyexec_data_dir(r);
     if (u->data_dir == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-
-    (void) ngx_cpystrn(u->data_dir, pmcf->data_dir.data,
-                       pmcf->data_dir.len + 1);
 
     if (r->headers_in.content_type) {
         u->content_type = r->headers_in.content_type->value;
@@ -179,7 +192,7 @@ ngx_http_pyexec_upload_body(ngx_http_request_t *r)
     task->handler = ngx_http_pyexec_upload_thread;
     task->event.handler = ngx_http_pyexec_upload_done;
     task->event.data = u;
-    task->event.log = u->log;
+    task->event.log = r->connection->log;
 
     if (ngx_thread_task_post(pmcf->io_thread_pool, task) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_SERVICE_UNAVAILABLE);
@@ -202,8 +215,21 @@ ngx_http_pyexec_upload_done(ngx_event_t *ev)
     r = u->r;
     c = r->connection;
 
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "pyexec upload done: status %ui, %ui files",
+                   u->status, u->nnames);
+
     r->main->blocked--;
     r->aio = 0;
+
+    if (c->error) {
+        ngx_http_pyexec_json_free(&u->json);
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
 
     if (u->status != NGX_HTTP_OK) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "pyexec: upload refused: %s",
@@ -214,8 +240,7 @@ ngx_http_pyexec_upload_done(ngx_event_t *ev)
                       u->error);
     }
 
-    rc = u->gen ? ngx_http_pyexec_send_json(r, u->status, u->gen)
-                : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    rc = ngx_http_pyexec_send_json(r, u->status, &u->json);
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -230,6 +255,7 @@ ngx_http_pyexec_upload_thread(void *data, ngx_log_t *log)
     ngx_http_pyexec_upload_t  *u = data;
     ngx_int_t                  rc;
 
+    u->log = log;               /* the pool's: never the request's */
     u->status = NGX_HTTP_OK;
 
     rc = ngx_http_pyexec_multipart_init(&u->mp, &u->content_type);
@@ -703,55 +729,55 @@ ngx_http_pyexec_remove_tree(int dir_fd, const char *name, const char *keep)
 static void
 ngx_http_pyexec_upload_answer(ngx_http_pyexec_upload_t *u)
 {
-    yajl_gen    g;
-    ngx_uint_t  i;
+    ngx_uint_t               i;
+    ngx_http_pyexec_json_t  *j = &u->json;
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    if (ngx_http_pyexec_json_init(j) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
+                      "pyexec: yajl_gen_alloc() failed");
         return;
     }
 
-    yajl_gen_map_open(g);
+    ngx_http_pyexec_json_map_open(j);
 
     if (u->status == NGX_HTTP_UNPROCESSABLE_ENTITY) {
-        ngx_http_pyexec_json_str(g, "detail");
-        yajl_gen_array_open(g);
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_str(g, "loc");
-        yajl_gen_array_open(g);
-        ngx_http_pyexec_json_str(g, "body");
-        ngx_http_pyexec_json_str(g, "files");
-        yajl_gen_array_close(g);
-        ngx_http_pyexec_json_kv(g, "msg", (u_char *) "field required", 14);
-        ngx_http_pyexec_json_kv(g, "type", (u_char *) "value_error.missing",
-                                19);
-        yajl_gen_map_close(g);
-        yajl_gen_array_close(g);
+        ngx_http_pyexec_json_key(j, "detail");
+        ngx_http_pyexec_json_array_open(j);
+        ngx_http_pyexec_json_map_open(j);
+        ngx_http_pyexec_json_key(j, "loc");
+        ngx_http_pyexec_json_array_open(j);
+        ngx_http_pyexec_json_cstr(j, "body");
+        ngx_http_pyexec_json_cstr(j, "files");
+        ngx_http_pyexec_json_array_close(j);
+        ngx_http_pyexec_json_key(j, "msg");
+        ngx_http_pyexec_json_cstr(j, "field required");
+        ngx_http_pyexec_json_key(j, "type");
+        ngx_http_pyexec_json_cstr(j, "value_error.missing");
+        ngx_http_pyexec_json_map_close(j);
+        ngx_http_pyexec_json_array_close(j);
 
     } else if (u->status == NGX_HTTP_BAD_REQUEST) {
-        ngx_http_pyexec_json_str(g, "detail");
-        ngx_http_pyexec_json_str(g, u->error);
+        ngx_http_pyexec_json_key(j, "detail");
+        ngx_http_pyexec_json_cstr(j, u->error);
 
     } else {
-        ngx_http_pyexec_json_str(g, "success");
-        yajl_gen_bool(g, u->error == NULL);
-        ngx_http_pyexec_json_str(g, "uploaded_files");
-        yajl_gen_array_open(g);
+        ngx_http_pyexec_json_key(j, "success");
+        ngx_http_pyexec_json_bool(j, u->error == NULL);
+        ngx_http_pyexec_json_key(j, "uploaded_files");
+        ngx_http_pyexec_json_array_open(j);
         for (i = 0; u->error == NULL && i < u->nnames; i++) {
-            ngx_http_pyexec_json_str(g, u->names[i]);
+            ngx_http_pyexec_json_cstr(j, u->names[i]);
         }
-        yajl_gen_array_close(g);
-        ngx_http_pyexec_json_str(g, "error");
+        ngx_http_pyexec_json_array_close(j);
+        ngx_http_pyexec_json_key(j, "error");
         if (u->error) {
-            ngx_http_pyexec_json_str(g, u->error);
+            ngx_http_pyexec_json_cstr(j, u->error);
         } else {
-            yajl_gen_null(g);
+            ngx_http_pyexec_json_null(j);
         }
     }
 
-    yajl_gen_map_close(g);
-
-    u->gen = g;
+    ngx_http_pyexec_json_map_close(j);
 }
 
 
@@ -783,16 +809,39 @@ ngx_http_pyexec_upload_cleanup(ngx_http_pyexec_upload_t *u)
 }
 
 
-/* GET /files: the data folder, recursively, on the event loop (bounded) */
+/* the data folder's path, NUL-terminated, in the request pool */
+
+static u_char *
+ngx_http_pyexec_data_dir(ngx_http_request_t *r)
+{
+    u_char                       *p;
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
+
+    p = ngx_pnalloc(r->pool, pmcf->data_dir.len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_cpystrn(p, pmcf->data_dir.data, pmcf->data_dir.len + 1);
+
+    return p;
+}
+
+
+/*
+ * GET /files: the data folder, recursively (bounded), walked on the I/O
+ * thread pool as an upload is: a large or slow folder never stalls the
+ * event loop.  The task lives in r->pool and holds r->main->blocked.
+ */
 
 ngx_int_t
-ngx_http_pyexec_files(ngx_http_request_t *r)
+ngx_http_pyexec_files_handler(ngx_http_request_t *r)
 {
-    int                           fd;
-    u_char                        rel[PATH_MAX];
-    yajl_gen                      g;
     ngx_int_t                     rc;
-    ngx_uint_t                    count;
+    ngx_thread_task_t            *task;
+    ngx_http_pyexec_files_t      *f;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
     rc = ngx_http_pyexec_get_only(r);
@@ -802,50 +851,134 @@ ngx_http_pyexec_files(ngx_http_request_t *r)
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
 
-    g = ngx_http_pyexec_json_gen();
-    if (g == NULL) {
+    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_pyexec_files_t));
+    if (task == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    count = 0;
+    f = task->ctx;
+    f->r = r;
 
-    yajl_gen_map_open(g);
-    ngx_http_pyexec_json_str(g, "files");
-    yajl_gen_array_open(g);
+    f->data_dir = ngx_http_pyexec_data_dir(r);
+    if (f->data_dir == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (pmcf->data_dir.len && pmcf->data_dir.len < sizeof(rel)) {
-        (void) ngx_cpystrn(rel, pmcf->data_dir.data, pmcf->data_dir.len + 1);
+    task->handler = ngx_http_pyexec_files_thread;
+    task->event.handler = ngx_http_pyexec_files_done;
+    task->event.data = f;
+    task->event.log = r->connection->log;
 
-        fd = open((char *) rel, O_RDONLY|O_DIRECTORY);
+    if (ngx_thread_task_post(pmcf->io_thread_pool, task) != NGX_OK) {
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "I/O queue full");
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pyexec files: walking \"%s\" on the I/O pool",
+                   f->data_dir);
+
+    r->main->blocked++;
+    r->aio = 1;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyexec_files_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_pyexec_files_t  *f = data;
+
+    int                      fd;
+    ngx_http_pyexec_json_t  *j = &f->json;
+
+    if (ngx_http_pyexec_json_init(j) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "pyexec: yajl_gen_alloc() failed");
+        return;
+    }
+
+    ngx_http_pyexec_json_map_open(j);
+    ngx_http_pyexec_json_key(j, "files");
+    ngx_http_pyexec_json_array_open(j);
+
+    if (f->data_dir[0] && ngx_strlen(f->data_dir) < sizeof(f->rel)) {
+        fd = open((char *) f->data_dir, O_RDONLY|O_DIRECTORY);
+
         if (fd != -1) {
-            ngx_http_pyexec_files_walk(g, fd, rel, 0, &count);
+            ngx_http_pyexec_files_walk(f, fd, 0);
+
+        } else if (ngx_errno != NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                          "pyexec: open(\"%s\") failed", f->data_dir);
         }
     }
 
-    yajl_gen_array_close(g);
-    ngx_http_pyexec_json_str(g, "truncated");
-    yajl_gen_bool(g, count > NGX_HTTP_PYEXEC_LIST_MAX);
-    yajl_gen_map_close(g);
+    ngx_http_pyexec_json_array_close(j);
+    ngx_http_pyexec_json_key(j, "truncated");
+    ngx_http_pyexec_json_bool(j, f->count > NGX_HTTP_PYEXEC_LIST_MAX);
+    ngx_http_pyexec_json_map_close(j);
 
-    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, g);
+    if (f->skipped) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "pyexec: GET /files left out %ui names that are not "
+                      "UTF-8", f->skipped);
+    }
+}
+
+
+static void
+ngx_http_pyexec_files_done(ngx_event_t *ev)
+{
+    ngx_http_pyexec_files_t  *f = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = f->r;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "pyexec files: %ui listed", f->count);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    if (c->error) {
+        ngx_http_pyexec_json_free(&f->json);
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+
+    } else {
+        ngx_http_finalize_request(r,
+            ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &f->json));
+    }
+
+    ngx_http_run_posted_requests(c);
 }
 
 
 /*
  * One directory, opened as `fd` (closed here), whose path below the data
- * folder is rel[0..rel_len): frames stay small however deep the tree is,
- * and the walk stops once the listing is over its cap.
+ * folder is f->rel[0..rel_len): frames stay small however deep the tree
+ * is, and the walk stops once the listing is over its cap.  Names that
+ * are not UTF-8 cannot be written as JSON strings: they are left out.
  */
 
 static void
-ngx_http_pyexec_files_walk(yajl_gen g, int fd, u_char *rel, size_t rel_len,
-    ngx_uint_t *count)
+ngx_http_pyexec_files_walk(ngx_http_pyexec_files_t *f, int fd,
+    size_t rel_len)
 {
     int             sub;
     size_t          n;
+    u_char         *rel;
     DIR            *dir;
     struct stat     st;
     struct dirent  *de;
+
+    rel = f->rel;
 
     dir = fdopendir(fd);
     if (dir == NULL) {
@@ -853,7 +986,7 @@ ngx_http_pyexec_files_walk(yajl_gen g, int fd, u_char *rel, size_t rel_len,
         return;
     }
 
-    while (*count <= NGX_HTTP_PYEXEC_LIST_MAX
+    while (f->count <= NGX_HTTP_PYEXEC_LIST_MAX
            && (de = readdir(dir)) != NULL)
     {
         if (de->d_name[0] == '.'
@@ -867,6 +1000,11 @@ ngx_http_pyexec_files_walk(yajl_gen g, int fd, u_char *rel, size_t rel_len,
 
         n = ngx_strlen(de->d_name);
         if (rel_len + n + 2 >= PATH_MAX) {
+            continue;
+        }
+
+        if (!ngx_http_pyexec_json_is_utf8((u_char *) de->d_name, n)) {
+            f->skipped++;
             continue;
         }
 
@@ -887,23 +1025,23 @@ ngx_http_pyexec_files_walk(yajl_gen g, int fd, u_char *rel, size_t rel_len,
             sub = openat(dirfd(dir), de->d_name,
                          O_RDONLY|O_DIRECTORY|O_NOFOLLOW);
             if (sub != -1) {
-                ngx_http_pyexec_files_walk(g, sub, rel, n, count);
+                ngx_http_pyexec_files_walk(f, sub, n);
             }
 
             continue;
         }
 
-        if (!S_ISREG(st.st_mode) || ++*count > NGX_HTTP_PYEXEC_LIST_MAX) {
+        if (!S_ISREG(st.st_mode) || ++f->count > NGX_HTTP_PYEXEC_LIST_MAX) {
             continue;
         }
 
-        yajl_gen_map_open(g);
-        ngx_http_pyexec_json_kv(g, "name", rel, n);
-        ngx_http_pyexec_json_str(g, "size");
-        yajl_gen_integer(g, st.st_size);
-        ngx_http_pyexec_json_str(g, "mtime");
-        (void) ngx_http_pyexec_json_iso8601(g, st.st_mtime);
-        yajl_gen_map_close(g);
+        ngx_http_pyexec_json_map_open(&f->json);
+        ngx_http_pyexec_json_kv(&f->json, "name", rel, n);
+        ngx_http_pyexec_json_key(&f->json, "size");
+        ngx_http_pyexec_json_int(&f->json, st.st_size);
+        ngx_http_pyexec_json_key(&f->json, "mtime");
+        ngx_http_pyexec_json_iso8601(&f->json, st.st_mtime);
+        ngx_http_pyexec_json_map_close(&f->json);
     }
 
     (void) closedir(dir);

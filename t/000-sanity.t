@@ -3,9 +3,9 @@
 
 use Test::Nginx::Socket;
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 4);
+plan tests => repeat_each() * (blocks() * 5);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -26,6 +26,7 @@ GET /health
 --- no_error_log
 [error]
 [alert]
+ERROR: AddressSanitizer
 
 
 
@@ -35,7 +36,7 @@ GET /health
     pyexec_thread_pool pyexec;
     pyexec_session_init "x = 1";
     pyexec_python /usr/bin/python3.11;
-    pyexec_data_dir data;
+    pyexec_data_dir html/data;
     pyexec_session_max 100;
     pyexec_session_idle_timeout 1h;
     pyexec_session_queue 4;
@@ -66,6 +67,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
+ERROR: AddressSanitizer
 
 
 
@@ -84,3 +86,4 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
+ERROR: AddressSanitizer

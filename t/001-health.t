@@ -5,7 +5,9 @@ use Test::Nginx::Socket;
 
 repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 3 + 4);
+# 5 a block: status, body, one per no_error_log line; TEST 1's two
+# response_headers
+plan tests => repeat_each() * (blocks() * 5 + 2);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -32,6 +34,8 @@ Content-Length: 20
 {"status":"healthy"}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -44,6 +48,7 @@ HEAD /health
 --- no_error_log
 [error]
 [alert]
+ERROR: AddressSanitizer
 
 
 
@@ -58,6 +63,8 @@ POST /health
 {"detail":"Method Not Allowed"}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -71,6 +78,8 @@ DELETE /status
 {"detail":"Method Not Allowed"}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -84,3 +93,4 @@ GET /status
 --- no_error_log
 [error]
 [alert]
+ERROR: AddressSanitizer

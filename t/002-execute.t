@@ -4,9 +4,14 @@
 
 use Test::Nginx::Socket;
 
+# no repeat: TEST 1, 24 and 25 check execution_count, which counts on
+# in a session the second round reuses (the real Test::Nginx sends the
+# repetition to the same nginx)
 repeat_each(1);
 
-plan tests => repeat_each() * (blocks() * 3 + 7 * 3);
+# 5 a response: status, body, one per no_error_log line; TEST 24 and 25
+# pipeline 7 more responses
+plan tests => repeat_each() * (blocks() + 7) * 5;
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -30,6 +35,8 @@ POST /execute
 ^\{"result":4,"session_id":"t1","success":true,"error":null,"stdout":"","stderr":"","value":"4","outputs":\[\],"error_name":null,"traceback":null,"execution_count":1,"duration_ms":\d+\.\d{3},"truncated":false\}$
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -43,6 +50,8 @@ POST /execute
 ^\{"result":"hello world","session_id":"[^"]+","success":true,"error":null,"stdout":"hello world\\n",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -56,6 +65,8 @@ POST /execute
 ^\{"result":"HELLO",.*"success":true,"error":null,.*"value":"'HELLO'"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -69,6 +80,8 @@ POST /execute
 "success":false,"error":"NameError: name 'undefined_variable_xyz' is not defined",.*"error_name":"NameError","traceback":\["Traceback \(most recent call last\):","  File \\"<cell-[0-9a-f]{8}>\\", line 1, in <module>",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -82,6 +95,8 @@ POST /execute
 ^\{"result":"caught ZeroDivisionError",.*"success":true,
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -95,6 +110,8 @@ POST /execute
 ^\{"result":"done",.*"success":true,"error":null,"stdout":"","stderr":"<cell-[0-9a-f]+>:2: UserWarning: careful\\n
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -109,6 +126,8 @@ POST /execute
 ^\{"result":"   a  b\\n0  1  3\\n1  2  4",.*"success":true
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -122,6 +141,8 @@ POST /execute
 ^\{"result":"  x\\n  y","session_id":"[^"]+","success":true,"error":null,"stdout":"  x\\n  y\\n\\n",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -135,6 +156,8 @@ POST /execute
 ^\{"result":42,.*"value":"42"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -148,6 +171,8 @@ POST /execute
 ^\{"result":"printed",.*"value":"5",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -161,6 +186,8 @@ POST /execute
 ^\{"result":1,
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -174,6 +201,8 @@ POST /execute
 ^\{"result":"before",.*"success":false,"error":"ZeroDivisionError: division by zero","stdout":"before\\n",.*line 3, in <module>
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -187,6 +216,8 @@ POST /execute
 "success":true,"error":null,"stdout":"out\\n","stderr":"err\\n",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -200,6 +231,8 @@ POST /execute
 ^\{"result":"\{1: 'a', 2: \{3\}\}",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -213,6 +246,8 @@ POST /execute
 ^\{"result":\{"a":\[1,0\.30000000000000004,null,true,"x"\],"b":\[1e\+300,-0\.0,1000000000000000000000000000000\]\},
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -226,6 +261,8 @@ POST /execute
 ^\{"result":"\[nan, inf\]",.*"success":true
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -239,6 +276,8 @@ POST /execute
 ^\{"result":"a\\\\ud800b",.*"stdout":"a\\\\ud800b\\n","stderr":"","value":"'\\\\udfff'",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -252,6 +291,8 @@ POST /execute
 "success":false,"error":"SyntaxError: [^"]+",.*"error_name":"SyntaxError"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -265,6 +306,8 @@ POST /execute
 ^\{"result":\[true,true,true,true\],
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -278,6 +321,8 @@ POST /execute
 "session_id":"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -291,6 +336,8 @@ POST /execute
 "session_id":"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -304,6 +351,8 @@ POST /execute
 "session_id":"sé/ß \\"q\\" 💡 \.\./x"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -319,6 +368,8 @@ POST /execute
 "stdout":"(x{50}\\n){20}x{4}","stderr":"e{1024}",.*"truncated":true\}$
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -345,6 +396,8 @@ qr/^\{"result":42,.*"success":true,.*"execution_count":6,/,
 ]
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -365,3 +418,5 @@ qr/^\{"result":"a","session_id":"A","success":true,.*"execution_count":2,/,
 ]
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer

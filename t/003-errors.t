@@ -3,9 +3,9 @@
 
 use Test::Nginx::Socket;
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 3 + 1);
+plan tests => repeat_each() * (blocks() * 5);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -30,6 +30,8 @@ POST /execute
 {"detail":[{"loc":["body",2],"msg":"lexical error: invalid char in json text.","type":"value_error.jsondecode"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -43,6 +45,8 @@ POST /execute
 ^\{"detail":\[\{"loc":\["body",\d+\],"msg":"[^"]+","type":"value_error.jsondecode"\}\]\}$
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -56,6 +60,8 @@ POST /execute
 {"detail":[{"loc":["body"],"msg":"field required","type":"value_error.missing"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -70,6 +76,8 @@ POST /execute
 {"detail":[{"loc":["body"],"msg":"value is not a valid dict","type":"type_error.dict"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -84,6 +92,8 @@ POST /execute
 {"detail":[{"loc":["body","code"],"msg":"field required","type":"value_error.missing"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -98,6 +108,8 @@ POST /execute
 {"detail":[{"loc":["body","code"],"msg":"str type expected","type":"type_error.str"},{"loc":["body","session_id"],"msg":"str type expected","type":"type_error.str"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -112,6 +124,8 @@ POST /execute
 {"detail":[{"loc":["body","code"],"msg":"str type expected","type":"type_error.str"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -126,6 +140,8 @@ POST /execute
 {"detail":[{"loc":["body","timeout"],"msg":"value is not a valid float","type":"type_error.float"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -140,6 +156,8 @@ POST /execute
 {"detail":[{"loc":["body","timeout"],"msg":"ensure this value is greater than 0","type":"value_error.number.not_gt"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -154,6 +172,8 @@ POST /execute
 ^\{"result":null,"session_id":"nul","success":false,"error":"ValueError: source code string cannot contain null bytes","stdout":"","stderr":"",.*"error_name":"ValueError",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -167,6 +187,8 @@ POST /execute
 ^\{"detail":\[\{"loc":\["body",\d+\],"msg":"lexical error: invalid bytes in UTF8 string.","type":"value_error.jsondecode"\}\]\}$
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -180,6 +202,8 @@ POST /execute
 ^\{"detail":\[\{"loc":\["body",\d+\],"msg":"JSON nested too deeply","type":"value_error.jsondecode"\}\]\}$
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -192,6 +216,8 @@ POST /execute
 ^\{"result":1,
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -206,6 +232,7 @@ POST /execute
 --- no_error_log
 [error]
 [alert]
+ERROR: AddressSanitizer
 
 
 
@@ -219,6 +246,8 @@ POST /execute
 {"detail":[{"loc":["body","session_id"],"msg":"ensure this value has at most 256 characters","type":"value_error.any_str.max_length"}]}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -231,6 +260,8 @@ POST /execute
 qr/^\{"result":1,"session_id":"s{256}",/
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -244,6 +275,8 @@ GET /execute
 {"detail":"Method Not Allowed"}
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -260,3 +293,5 @@ Content-Type: application/x-www-form-urlencoded
 "type":"value_error.jsondecode"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer

@@ -3,9 +3,9 @@
 
 use Test::Nginx::Socket;
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 3);
+plan tests => repeat_each() * (blocks() * 5);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -37,6 +37,8 @@ __DATA__
 ^\{"result":10000,
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -52,6 +54,8 @@ my $b = "{\"code\": \"print(40 + 2)\", \"session_id\": \"chunky\"}";
 ^\{"result":"42","session_id":"chunky",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -67,10 +71,13 @@ my $b = "{\"code\": \"len('" . ("x" x 3000) . "')\"}";
 ^\{"result":3000,
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
 === TEST 4: over client_max_body_size: 413 JSON
+nginx logs the refusal as an [error]: expected here
 --- main_config eval: $::MainConfig
 --- config eval: $::Config
 --- request eval
@@ -78,12 +85,16 @@ my $b = "{\"code\": \"len('" . ("x" x 3000) . "')\"}";
 --- error_code: 413
 --- response_body chomp
 {"detail":"Request body too large"}
+--- error_log
+client intended to send too large
 --- no_error_log
 [alert]
+ERROR: AddressSanitizer
 
 
 
 === TEST 5: over client_max_body_size, chunked: 413 JSON
+nginx logs the refusal as an [error]: expected here
 --- main_config eval: $::MainConfig
 --- config eval: $::Config
 --- more_headers
@@ -94,5 +105,8 @@ my $b = "{\"code\": \"'" . ("x" x 70000) . "'\"}";
 --- error_code: 413
 --- response_body chomp
 {"detail":"Request body too large"}
+--- error_log
+client intended to send too large
 --- no_error_log
 [alert]
+ERROR: AddressSanitizer

@@ -4,9 +4,13 @@
 
 use Test::Nginx::Socket;
 
+# no repeat: TEST 11 counts the worker's executions and timeouts from
+# zero (and the timing blocks are slow enough once)
 repeat_each(1);
 
-plan tests => repeat_each() * (3 * (blocks() - 3) + 3 * 2 * 3);
+# 5 a response: status, body, one per no_error_log line; TEST 1, 10 and
+# 11 pipeline one more each
+plan tests => repeat_each() * 5 * (blocks() + 3);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -44,6 +48,8 @@ qr/^\{"result":"before",.*"success":true/,
 ]
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -59,6 +65,8 @@ POST /execute
 "success":false,"error":"TimeoutError: execution exceeded the time limit of 0\.300 s",.*"duration_ms":(29\d|3\d\d|4\d\d)\.\d+,
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -74,6 +82,8 @@ POST /execute
 "error":"TimeoutError: execution exceeded the time limit of 2\.000 s",.*"duration_ms":(19[89]\d|2\d\d\d)\.\d+,
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -89,6 +99,8 @@ POST /execute
 ^\{"result":"caught 1\\ncaught 2\\ncaught 3","session_id":"[^"]+","success":false,"error":"TimeoutError:
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -104,6 +116,8 @@ POST /execute
 "success":false,"error":"TimeoutError: execution exceeded the time limit of 0\.500 s"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -119,6 +133,8 @@ POST /execute
 "success":false,"error":"TimeoutError: execution exceeded the time limit of 0\.500 s"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -134,6 +150,8 @@ POST /execute
 "success":false,"error":"TimeoutError: execution exceeded the time limit of 0\.500 s"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -148,6 +166,8 @@ POST /execute
 ^\{"result":"\{\\"status\\":\\"healthy\\"\} True",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -163,6 +183,8 @@ POST /execute
 ^\{"result":"429 \{\\"detail\\":\\"too many requests queued for this session\\"\}",
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -183,6 +205,8 @@ qr/^\{"result":"three","session_id":"r",.*"stdout":"three\\n","stderr":"",/,
 ]
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -203,3 +227,5 @@ qr/"executions":1,"timeouts":1,/,
 ]
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer

@@ -3,9 +3,9 @@
 
 use Test::Nginx::Socket;
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 2);
+plan tests => repeat_each() * (blocks() * 5);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -24,6 +24,10 @@ __DATA__
 --- must_die
 --- error_log
 "pyexec_session_max" directive must be positive
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -36,6 +40,10 @@ __DATA__
 --- must_die
 --- error_log
 "pyexec_timeout" directive invalid value
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -49,6 +57,10 @@ __DATA__
 --- must_die
 --- error_log
 "pyexec_timeout" 7200000 exceeds "pyexec_timeout_max" 3600000
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -59,6 +71,10 @@ __DATA__
 --- must_die
 --- error_log
 invalid number of arguments in "pyexec_execute" directive
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -69,6 +85,10 @@ invalid number of arguments in "pyexec_execute" directive
 --- must_die
 --- error_log
 "pyexec_health" directive is duplicate
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -79,6 +99,10 @@ invalid number of arguments in "pyexec_execute" directive
 --- must_die
 --- error_log
 "pyexec_session_queue" directive is not allowed here
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -91,6 +115,10 @@ invalid number of arguments in "pyexec_execute" directive
 --- must_die
 --- error_log
 "pyexec_output_max" directive invalid value
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -103,6 +131,10 @@ invalid number of arguments in "pyexec_execute" directive
 --- must_die
 --- error_log
 invalid value "merge" in
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -113,6 +145,10 @@ invalid value "merge" in
 --- must_die
 --- error_log
 "workers" is not a URI of a location
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -125,6 +161,10 @@ invalid value "merge" in
 --- must_die
 --- error_log
 invalid value "10m": "off" or a size of at least 67108864
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -137,6 +177,10 @@ invalid value "10m": "off" or a size of at least 67108864
 --- must_die
 --- error_log
 invalid value "lots": "off" or a size of at least
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -149,3 +193,7 @@ invalid value "lots": "off" or a size of at least
 --- must_die
 --- error_log
 pyexec: the Python interpreter "/nonexistent/python3.11" is missing or not executable
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer

@@ -10,7 +10,7 @@
 use strict;
 use warnings;
 
-use Test::More tests => 29;
+use Test::More tests => 30;
 use Time::HiRes qw(sleep time);
 use IO::Socket::UNIX;
 use POSIX ();
@@ -23,7 +23,9 @@ $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 2;
 my $root = abs_path('.') . "/t/servroot-routing";
 
-my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
+# the master logs the worker this file kills -9 at alert
+my $ng = Pyexec::Shipped::instance(root => $root, port => $port,
+    allow_alerts => [qr/\[alert\].*: worker process \d+ exited on signal 9/]);
 
 ok($ng->start(), 'the shipped nginx.conf starts and answers /health')
     or BAIL_OUT("cannot start:\n" . $ng->log_text());

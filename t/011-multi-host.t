@@ -8,7 +8,7 @@
 use strict;
 use warnings;
 
-use Test::More tests => 12;
+use Test::More tests => 15;
 use POSIX ();
 use Cwd qw(abs_path);
 use lib 't/lib';
@@ -113,6 +113,9 @@ for my $id (@ids) {
 }
 is($kept, scalar @a, 'after host b leaves, host a\'s sessions keep their state');
 is($fresh, scalar @b, 'host b\'s sessions start afresh on host a');
+
+$front->stop();
+$host{a}->stop();
 
 END {
     $front->stop() if $front;

@@ -6,9 +6,12 @@
 
 use Test::Nginx::Socket;
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 2 + 22);
+# 5 a response (status, body, one per no_error_log line; TEST 17 dies:
+# its error_log instead); 7 more pipelined responses; TEST 14 does not
+# check [error] in its two responses (it logs one on purpose)
+plan tests => repeat_each() * (5 * (blocks() + 7) - 2);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -41,6 +44,10 @@ POST /execute
 {"code": "1", "session_id": "from-body"}
 --- response_body
 from-body|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -55,6 +62,10 @@ POST /execute
 {"session_id": "from-body", "code": "1"}
 --- response_body
 from-body|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -69,6 +80,10 @@ POST /execute
 {"code": "1", "session_id": null}
 --- response_body
 from-header|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -82,6 +97,10 @@ POST /execute
 {"code": "1", "session_id": ""}
 --- response_body
 from-header|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -92,6 +111,10 @@ from-header|
 GET /sessions/a%2Fb%20c?x=1
 --- response_body
 a/b c|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -105,6 +128,10 @@ POST /execute
 {"code": "1"}
 --- response_body_like chomp
 ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\|1$
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -118,6 +145,10 @@ POST /upload
 {"session_id": "not-json-really"}
 --- response_body_like chomp
 ^[0-9a-f-]{36}\|1$
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -131,6 +162,10 @@ POST /execute
 {"session_id": "cut
 --- response_body
 from-header|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -145,6 +180,10 @@ POST /execute
 {"code": "1"}
 --- response_body
 minted-upstream|1
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -160,6 +199,10 @@ X-Session-Id: hdr-session
 {"code": "v * 6", "session_id": "hdr-session"}']
 --- response_body_like eval
 ['"session_id":"hdr-session"', '^\{"result":42,"session_id":"hdr-session"']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -175,6 +218,10 @@ POST /execute
 --- error_code: 422
 --- response_body chomp
 {"detail":[{"loc":["header","x-session-id"],"msg":"ensure this value has at most 256 characters","type":"value_error.any_str.max_length"}]}
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -189,6 +236,10 @@ X-Session-Id: chosen
 ["POST /sessions", "GET /sessions/chosen"]
 --- response_body_like eval
 ['^\{"session_id":"chosen"\}$', '^\{"session_id":"chosen","variables":\[\],']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -200,10 +251,15 @@ X-Session-Id: chosen
 GET /w
 --- response_body_like chomp
 ^0/\d+$
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
 === TEST 14: GET /sessions gathered; a part that fails is left out and said
+the left-out part is logged as an [error] (TEST 15 checks the line)
 --- main_config eval: $::MainConfig
 --- config
     location = /sessions { pyexec_sessions; }
@@ -216,10 +272,14 @@ X-Session-Id: gathered
 ["POST /sessions", "GET /all"]
 --- response_body_like eval
 ['"gathered"', '^\{"sessions":\[\{"session_id":"gathered",[^\]]*\},\{"session_id":"gathered",[^\]]*\}\],"partial":true\}$']
+--- no_error_log
+[alert]
+ERROR: AddressSanitizer
 
 
 
 === TEST 15: a part that fails is logged
+an [error] is expected: the left-out part
 --- main_config eval: $::MainConfig
 --- config
     location = /_broken { return 500; }
@@ -230,6 +290,9 @@ GET /all
 {"sessions":[],"partial":true}
 --- error_log
 sessions of "/_broken" left out: status 500
+--- no_error_log
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -242,6 +305,10 @@ POST /all
 --- error_code: 405
 --- response_body chomp
 {"detail":"Method Not Allowed"}
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -254,6 +321,10 @@ POST /all
 --- must_die
 --- error_log
 "pyexec_worker_socket unix:/tmp/pyexec-nowhere.sock" names no "listen" of any server
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -274,6 +345,8 @@ POST /all
  '{"sessions":[]}']
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -290,6 +363,8 @@ POST /execute
 --- response_body_like: "msg":"must be valid UTF-8 without control characters"
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -306,3 +381,5 @@ POST /execute
 ['"success":true', '^\{"detail":"Session not found"\}$', '^\{"session_id":"caf\xc3\xa9","variables":\["v"\]']
 --- no_error_log
 [error]
+[alert]
+ERROR: AddressSanitizer

@@ -10,9 +10,12 @@ use Cwd qw(abs_path);
 # from the environment)
 $ENV{TEST_NGINX_PYEXEC_DATA} ||= abs_path('t') . '/servroot-upload-data';
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 2 + 49);
+# 5 a response: status, body, one per no_error_log line; 24 more
+# pipelined responses; TEST 9's error_log; TEST 11's three responses do
+# not check [error] (nginx logs a missing file)
+plan tests => repeat_each() * (5 * (blocks() + 24) - 2);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -63,6 +66,10 @@ Content-Type: multipart/form-data; boundary=XyZ
 [$::Wipe, ::upload(['files', 'a.csv', "x,y\n1,2\n"], ['files', 'sub/b.csv', "p\r\n--XyX\r\n-"]), "GET /files", "GET /files/sub/b.csv", "GET /files/a.csv"]
 --- response_body_like eval
 ['^\{"result":\[\],', '^\{"success":true,"uploaded_files":\["a.csv","sub/b.csv"\],"error":null\}$', '^\{"files":\[(\{"name":"a.csv","size":8,"mtime":"[^"]+"\},?|\{"name":"sub/b.csv","size":11,"mtime":"[^"]+"\},?){2}\],"truncated":false\}$', "^p\r\n--XyX\r\n-\$", "^x,y\n1,2\n\$"]
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -78,6 +85,10 @@ Content-Type: multipart/form-data; boundary=XyZ
 {"code": "df.assign(m=df.n * 2).to_csv(\"out.csv\", index=False)", "session_id": "t2"}', "GET /files/out.csv"]
 --- response_body_like eval
 ['"success":true', '^\{"result":6,', '"success":true', "^n,m\n1,2\n2,4\n3,6\n\$"]
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -91,6 +102,10 @@ Content-Type: multipart/form-data; boundary=XyZ
 [::upload(['files', 'old/one.csv', "1"]), ::upload(['files', 'two.csv', "2"]), "GET /files"]
 --- response_body_like eval
 ['"success":true', '"success":true', '^\{"files":\[\{"name":"two.csv",[^\]]*\}\],"truncated":false\}$']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -105,6 +120,10 @@ Content-Type: multipart/form-data; boundary=XyZ
 {"code": "sorted((n, open(n).read()) for n in [\"one.csv\", \"two.csv\"])"}']
 --- response_body_like eval
 ['"success":true', '"success":true', '"success":true', '^\{"result":\[\["one.csv","11"\],\["two.csv","2"\]\],']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -133,6 +152,10 @@ Content-Type: multipart/form-data; boundary=XyZ
  '"success":false,.*contains a NUL byte',
  '"success":false,.*a \\\\"files\\\\" part without a filename',
  '^\{"result":\[\["keep.csv"\],false,false\],']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -147,6 +170,10 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- error_code: 422
 --- response_body chomp
 {"detail":[{"loc":["body","files"],"msg":"field required","type":"value_error.missing"}]}
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -162,6 +189,10 @@ POST /upload
 --- error_code: 422
 --- response_body_like chomp
 "loc":\["body","files"\]
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -177,6 +208,10 @@ Content-Type: multipart/form-data; boundary=XyZ
 [200, 400, 200]
 --- response_body_like eval
 ['"result":\[\]', '^\{"detail":"malformed multipart body: it ends early"\}$', '^\{"files":\[\],"truncated":false\}$']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -194,6 +229,10 @@ x
 {"detail":"multipart body without a boundary"}
 --- error_log
 upload refused: multipart body without a boundary
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -209,10 +248,15 @@ Content-Type: multipart/form-data; boundary=XyZ
 --- response_body_like eval
 ['"success":true', '^\{"result":\[3000000,true\],']
 --- timeout: 20
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
 === TEST 11: downloads: missing file, hidden file, traversal
+an [error] is expected: nginx logs the open() of a missing file (as with the shipped nginx.conf)
 --- main_config eval: $::MainConfig
 --- http_config eval: $::HttpConfig
 --- config eval: $::Config
@@ -222,6 +266,9 @@ Content-Type: multipart/form-data; boundary=XyZ
 [404, 404, 404]
 --- response_body_like eval
 ['^\{"detail":"File not found"\}$', '^\{"detail":"File not found"\}$', '^(?!.*pyexec_data_dir)']
+--- no_error_log
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -234,3 +281,7 @@ GET /upload
 --- error_code: 405
 --- response_body chomp
 {"detail":"Method Not Allowed"}
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer

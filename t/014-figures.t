@@ -5,9 +5,11 @@
 
 use Test::Nginx::Socket;
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 2 + 2);
+# 5 a response: status, body, one per no_error_log line; TEST 2
+# pipelines one more
+plan tests => repeat_each() * 5 * (blocks() + 1);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -29,6 +31,10 @@ POST /execute
 {"code": "import matplotlib.pyplot as plt\nplt.hist([1, 2, 2, 3, 3, 3])\nplt.show()\nprint('drawn')"}
 --- response_body_like chomp
 ^\{"result":\{"text/plain":"drawn","image/png":"iVBORw0KGgo[A-Za-z0-9+/=]+"\},"session_id":"[^"]+","success":true,"error":null,"stdout":"drawn\\n","stderr":"","value":null,"outputs":\[\{"mime":"image/png","data":"iVBORw0KGgo[A-Za-z0-9+/=]+"\}\],
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -41,6 +47,10 @@ POST /execute
 {"code": "plt.get_fignums()", "session_id": "f"}']
 --- response_body_like eval
 ['^\{"result":\{"text/plain":"42","image/png":"(iVBORw0KGgo[^"]+)"\},.*"outputs":\[\{"mime":"image/png","data":"\1"\},\{"mime":"image/png","data":"iVBORw0KGgo[^"]+"\}\],', '^\{"result":\[\],.*"outputs":\[\],']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -52,6 +62,10 @@ POST /execute
 {"code": "import matplotlib.pyplot as plt\nplt.plot([1, 2])\n1 / 0"}
 --- response_body_like chomp
 ^\{"result":\{"text/plain":"","image/png":"iVBORw0KGgo[^"]+"\},"session_id":"[^"]+","success":false,"error":"ZeroDivisionError: division by zero",.*"outputs":\[\{"mime":"image/png",
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -63,6 +77,10 @@ POST /execute
 {"code": "import matplotlib\nmatplotlib.get_backend()"}
 --- response_body_like chomp
 ^\{"result":"agg",.*"outputs":\[\],
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -74,3 +92,7 @@ POST /execute
 {"code": "import pandas as pd\nax = pd.DataFrame({'x': [1, 2, 3]}).plot()\nlen(ax.lines)"}
 --- response_body_like chomp
 ^\{"result":\{"text/plain":"1","image/png":"iVBORw0KGgo[^"]+"\},.*"success":true,
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer

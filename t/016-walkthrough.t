@@ -37,7 +37,7 @@ while (@lines) {
     push @steps, [$cmd, \@want];
 }
 
-plan tests => 1 + 2 * @steps;
+plan tests => 2 + 2 * @steps;
 
 my $ng = Pyexec::Shipped::instance(root => $root, port => $port);
 ok($ng->start(), 'the shipped nginx.conf starts') or BAIL_OUT($ng->log_text());
@@ -71,5 +71,7 @@ for my $step (@steps) {
     }
     ok($ok, 'output as the README shows');
 }
+
+$ng->stop();
 
 END { $ng->stop() if $ng }

@@ -37,6 +37,7 @@ for (@out) {
 }
 is($rc, 0, 'the walk found nothing wrong');
 
+$ng->stop();
 done_testing();
 
 END { $ng->stop() if $ng }

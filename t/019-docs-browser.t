@@ -19,7 +19,7 @@ use Pyexec::Shipped;
 
 my ($chromium) = grep { -x } '/usr/bin/chromium', '/usr/bin/chromium-browser';
 plan skip_all => 'chromium is not installed (make deps-test installs it)' unless $chromium;
-plan tests => 6;
+plan tests => 7;
 
 $ENV{TEST_NGINX_LOAD_MODULES} or BAIL_OUT("TEST_NGINX_LOAD_MODULES not set");
 my $port = ($ENV{TEST_NGINX_PORT} || 1984) + 8;
@@ -54,5 +54,7 @@ like($dom, qr/<h1 class="title">pyexec/, 'with the API title from /openapi.json'
 unlink $shot;
 browse('--window-size=1280,1800', "--screenshot=$shot");
 ok(-s $shot && -s $shot > 20000, "a screenshot is kept: build/docs-screenshot.png (" . (-s $shot // 0) . " bytes)");
+
+$ng->stop();
 
 END { $ng->stop() if $ng }

@@ -5,9 +5,12 @@
 
 use Test::Nginx::Socket;
 
-repeat_each(1);
+repeat_each(2);
 
-plan tests => repeat_each() * (blocks() * 2 + 7);
+# 5 a response (status, body, one per no_error_log line; TEST 6 dies:
+# its error_log instead); TEST 4 pipelines one more; TEST 1, 2 and 2b's
+# error_log, TEST 1's two response_headers
+plan tests => repeat_each() * (5 * (blocks() + 1) + 5);
 
 our $MainConfig = <<'_EOC_';
 thread_pool pyexec threads=1;
@@ -42,6 +45,10 @@ Content-Type: application/json
 {"detail":"Not authenticated"}
 --- error_log
 pyexec: no bearer token
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -58,6 +65,10 @@ GET /status
 {"detail":"Not authenticated"}
 --- error_log
 pyexec: wrong bearer token
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -74,6 +85,10 @@ GET /status
 {"detail":"Not authenticated"}
 --- error_log
 pyexec: wrong bearer token
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -89,6 +104,10 @@ POST /execute
 --- error_code: 200
 --- response_body_like chomp
 ^\{"result":42,
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -102,6 +121,10 @@ POST /execute
 [401, 200]
 --- response_body eval
 ['{"detail":"Not authenticated"}', '{"status":"healthy"}']
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -117,6 +140,10 @@ GET /static/secret.txt
 --- error_code: 401
 --- response_body chomp
 {"detail":"Not authenticated"}
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
 
 
 
@@ -128,3 +155,7 @@ GET /static/secret.txt
 --- must_die
 --- error_log
 "pyexec_auth_token" directive must be at least 16 characters
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer

@@ -68,4 +68,5 @@ like($vars, qr/"variables":\["pickle","K","k","threading","out","t"\]/,
 # }}}
 
 unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
+$c->stop();
 done_testing();

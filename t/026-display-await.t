@@ -141,4 +141,5 @@ is($r && $r->{error}, $want, 'a NUL in code: the error compile() gives');
 # }}}
 
 unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
+$c->stop();
 done_testing();

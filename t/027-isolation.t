@@ -60,4 +60,5 @@ for my $break ("import sys\nsys.stdout.write = None",
 # }}}
 
 unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
+$c->stop();
 done_testing();

@@ -3,6 +3,14 @@ package Pyexec::Instance;
 # One nginx (master + workers) under a test's control, for the plain
 # Test::More files that need several processes or several instances:
 # start it from a configuration text, talk HTTP to it, watch its processes.
+#
+# Each stop() after a start() is one more test: "no alerts, no sanitizer
+# report in <name>'s error log" -- no [alert] or [emerg] line, nor a
+# sanitizer's ("ERROR: AddressSanitizer", UBSan's "runtime error:"),
+# other than those the allow_alerts regexes of new() match; and, when
+# ASAN_OPTIONS has log_path=P, no new P.<pid> file since the start.  Stop
+# every instance before the plan's last test (an END block's stop after
+# done_testing() only says what it would have failed).
 
 use strict;
 use warnings;
@@ -10,12 +18,18 @@ use warnings;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use File::Path qw(make_path remove_tree);
+use Cwd ();
 
 my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 
+# new(root => DIR, port => N, [addr => A], [name => 'for the test name'],
+#     [allow_alerts => [qr/an expected alert/, ...]])
 sub new {
     my ($class, %arg) = @_;
     my $self = bless { addr => '127.0.0.1', %arg }, $class;
+    $self->{allow_alerts} ||= [];
+    my $cwd = Cwd::abs_path('.');
+    ($self->{name} //= $self->{root}) =~ s{^\Q$cwd\E/}{};
     remove_tree($self->{root});
     make_path("$self->{root}/logs", "$self->{root}/conf");
     return $self;
@@ -62,6 +76,8 @@ sub start {
     my ($self, $text, $ready_uri) = @_;
     $self->write_conf($text) if defined $text;
     unlink "$self->{root}/logs/error.log";
+    $self->{asan_before} = { map { $_ => 1 } asan_reports() }
+        unless $self->{started}++;
     system("$bin -p $self->{root}/ -c $self->{root}/conf/nginx.conf "
            . "-e $self->{root}/logs/error.log") == 0
         or return 0;
@@ -79,11 +95,57 @@ sub signal {
     return kill $sig, $m;
 }
 
+# stops nginx if it runs, then (once a start) checks what it left behind
 sub stop {
     my ($self) = @_;
-    my $m = $self->master_pid() or return;
-    kill 'QUIT', $m;
-    for (1 .. 250) { last unless alive($m); sleep 0.02; }
+    if (my $m = $self->master_pid()) {
+        kill 'QUIT', $m;
+        for (1 .. 250) { last unless alive($m); sleep 0.02; }
+    }
+    $self->check_clean() if delete $self->{started};
+}
+
+# the files ASan writes for a report when ASAN_OPTIONS has log_path=P:
+# P.<pid>, one a process
+sub asan_reports {
+    my ($p) = ($ENV{ASAN_OPTIONS} // '') =~ /(?:^|[:,])log_path=([^:,]+)/
+        or return ();
+    my ($dir, $base) = $p =~ m{^(.*)/([^/]*)$} ? ($1 || '/', $2) : ('.', $p);
+    opendir my $d, $dir or return ();
+    return sort map { "$dir/$_" } grep { index($_, "$base.") == 0 } readdir $d;
+}
+
+# a sanitizer's report ("==PID==ERROR: AddressSanitizer: ...", UBSan's
+# "file:line: runtime error: ..."), not the module's notice that it is
+# built with AddressSanitizer
+my $Bad = qr/\[(?:alert|emerg)\]|ERROR: \w*Sanitizer|Sanitizer CHECK failed|runtime error:/;
+
+sub check_clean {
+    my ($self) = @_;
+    my @bad = grep { /$Bad/ }
+              split /\n/, $self->log_text();
+    for my $re (@{ $self->{allow_alerts} }) {
+        @bad = grep { $_ !~ $re } @bad;
+    }
+    my @new = grep { !$self->{asan_before}{$_} } asan_reports();
+    my @why = (@bad ? ("in $self->{root}/logs/error.log:", @bad) : ());
+    for my $f (@new) {
+        open my $in, '<', $f or next;
+        local $/;
+        push @why, "$f:", <$in> // '';
+    }
+
+    require Test::More;
+    my $tb = Test::More->builder;
+    my $name = "no alerts, no sanitizer report in $self->{name}'s error log";
+    if ($tb->expected_tests && $tb->current_test >= $tb->expected_tests) {
+        # past the plan (a stop in an END block): a test now would break it
+        $tb->diag("not checked, stopped after the last test: $name",
+                  @why ? ("it would fail:", @why) : ());
+        return;
+    }
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $tb->ok(!@bad && !@new, $name) or $tb->diag(join "\n", @why);
 }
 
 sub log_text {

@@ -11,7 +11,8 @@ use File::Path qw(make_path);
 use Cwd qw(abs_path);
 
 # a Pyexec::Instance of the shipped configuration, written, not started;
-# mod defaults to TEST_NGINX_LOAD_MODULES, addr to 127.0.0.1
+# mod defaults to TEST_NGINX_LOAD_MODULES, addr to 127.0.0.1; name and
+# allow_alerts go to Pyexec::Instance->new
 sub instance {
     my (%o) = @_;
     $o{addr} //= '127.0.0.1';
@@ -19,7 +20,8 @@ sub instance {
         or die "TEST_NGINX_LOAD_MODULES not set\n";
     require Pyexec::Instance;
     my $ng = Pyexec::Instance->new(root => $o{root}, addr => $o{addr},
-                                   port => $o{port});
+                                   port => $o{port}, name => $o{name},
+                                   allow_alerts => $o{allow_alerts});
     $ng->write_conf(render(%o));
     return $ng;
 }

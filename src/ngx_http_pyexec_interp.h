@@ -1,0 +1,24 @@
+
+/*
+ * Copyright (C) pyexec authors
+ */
+
+
+#ifndef _NGX_HTTP_PYEXEC_INTERP_H_INCLUDED_
+#define _NGX_HTTP_PYEXEC_INTERP_H_INCLUDED_
+
+
+#include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_task.h"
+
+
+ngx_int_t ngx_http_pyexec_interp_start(ngx_http_pyexec_main_conf_t *pmcf,
+    ngx_log_t *log);
+void ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log);
+void ngx_http_pyexec_interp_interrupt(ngx_uint_t seq);
+void ngx_http_pyexec_interp_stop_watch(void);
+const char *ngx_http_pyexec_interp_version(void);
+uint64_t ngx_http_pyexec_interp_now_ms(void);
+
+
+#endif /* _NGX_HTTP_PYEXEC_INTERP_H_INCLUDED_ */

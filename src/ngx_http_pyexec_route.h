@@ -1,0 +1,25 @@
+
+/*
+ * Copyright (C) pyexec authors
+ */
+
+
+#ifndef _NGX_HTTP_PYEXEC_ROUTE_H_INCLUDED_
+#define _NGX_HTTP_PYEXEC_ROUTE_H_INCLUDED_
+
+
+#include "ngx_http_pyexec_common.h"
+
+
+ngx_int_t ngx_http_pyexec_route_add_variables(ngx_conf_t *cf);
+ngx_table_elt_t *ngx_http_pyexec_route_header(ngx_http_request_t *r,
+    ngx_str_t *name);
+ngx_int_t ngx_http_pyexec_route_header_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
+    ngx_str_t *prefix, ngx_str_t *id);
+ngx_int_t ngx_http_pyexec_gather_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_PYEXEC_ROUTE_H_INCLUDED_ */

@@ -1,0 +1,47 @@
+
+/*
+ * Copyright (C) pyexec authors
+ */
+
+
+#ifndef _NGX_HTTP_PYEXEC_SESSION_H_INCLUDED_
+#define _NGX_HTTP_PYEXEC_SESSION_H_INCLUDED_
+
+
+#include "ngx_http_pyexec_common.h"
+
+
+/* ngx_http_pyexec_session_t: the typedef is in common.h (per-process state) */
+
+struct ngx_http_pyexec_session_s {
+    ngx_http_pyexec_session_t   *hash_next;
+    ngx_queue_t                  lru;
+    void                        *ns;          /* owned by the Python thread */
+    void                        *injected;    /* owned by the Python thread */
+    ngx_uint_t                   refs;
+    ngx_uint_t                   pending;
+    ngx_uint_t                   execution_count;
+    time_t                       created_at;
+    time_t                       last_used;
+    uint32_t                     hash;
+    unsigned                     in_table:1;
+    size_t                       id_len;
+    u_char                       id[1];
+};
+
+
+ngx_int_t ngx_http_pyexec_session_init_process(ngx_cycle_t *cycle);
+void ngx_http_pyexec_session_exit_process(void);
+ngx_http_pyexec_session_t *ngx_http_pyexec_session_find(u_char *id,
+    size_t len);
+ngx_http_pyexec_session_t *ngx_http_pyexec_session_create(u_char *id,
+    size_t len, ngx_log_t *log);
+void ngx_http_pyexec_session_remove(ngx_http_pyexec_session_t *s);
+void ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s);
+void ngx_http_pyexec_session_touch(ngx_http_pyexec_session_t *s);
+void ngx_http_pyexec_session_mint(u_char *out);
+ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
+void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
+
+
+#endif /* _NGX_HTTP_PYEXEC_SESSION_H_INCLUDED_ */
