@@ -446,21 +446,27 @@ sub check_response {
     }
 }
 
+# $fresh: start nginx for this round; the real runner starts it once per
+# block and sends every repeat_each round to the same server (a block that
+# breaks when it runs twice on one server fails here too), but restarts it
+# for each round of a must_die block
 sub run_block {
-    my ($block) = @_;
+    my ($block, $fresh) = @_;
     my $name = $block->name;
 
-    write_conf($block);
-    my ($status, $stderr) = start_nginx();
+    if ($fresh) {
+        write_conf($block);
+        my ($status, $stderr) = start_nginx();
 
-    if (defined sec($block, q{must_die})) {
-        Test::More::isnt($status, 0, "$name - die as expected");
-        check_log($block, $name, $stderr);
-        return;
-    }
+        if (defined sec($block, q{must_die})) {
+            Test::More::isnt($status, 0, "$name - die as expected");
+            check_log($block, $name, $stderr);
+            return;
+        }
 
-    if ($status != 0) {
-        Test::More::BAIL_OUT("$name - nginx failed to start: $stderr");
+        if ($status != 0) {
+            Test::More::BAIL_OUT("$name - nginx failed to start: $stderr");
+        }
     }
 
     my $timeout = sec($block, q{timeout}) || $Timeout;
@@ -511,8 +517,11 @@ sub run_blocks {
 
     for my $j (0 .. $#$blocks) {
         my $block = $blocks->[$j];
+        my $die = defined sec($block, q{must_die});
+
         for my $k (1 .. $Opt{repeat_each}) {
-            run_block($block);
+            run_block($block, $die || $k == 1);
+            next unless $die || $k == $Opt{repeat_each};
             next if $ENV{TEST_NGINX_NO_CLEAN}
                     && $j == $#$blocks && $k == $Opt{repeat_each};
             finish_block($block);
