@@ -2,6 +2,7 @@
 #
 #   make run     install missing Debian packages, build, serve on 127.0.0.1:$(PORT)
 #   make test    same install and build, then the whole t/ suite with prove
+#   make test-real  the suite under openresty's Test::Nginx (TEST_NGINX_LIB)
 #   make build   build/ngx_http_pyexec_module.so only (rebuilds what changed)
 #   make bench   wrk benchmarks against plain nginx (see bench/)
 #   make data    download the datasets of datasets.manifest (DOWNLOAD_DIR)
@@ -25,7 +26,7 @@ TESTS     ?= t/
 SRCS := ngx_http_pyexec_module.c $(wildcard src/*.c src/*.h)
 DOCS_UI := node_modules/swagger-ui-dist/index.html
 
-.PHONY: all deps deps-test deps-bench build conf run data test test-only test-asan bench clean \
+.PHONY: all deps deps-test deps-bench build conf run data test test-only test-real test-asan bench clean \
         fuzz fuzz-build fuzz-merge fuzz-replay soak
 
 all: build
@@ -93,6 +94,17 @@ test: deps-test build test-only
 test-only:
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
 	    $(PROVE) -I t/lib -r $(TESTS)
+
+# The same files under openresty's Test::Nginx (not in Debian: a checkout
+# of github.com/openresty/test-nginx you provide), whose lib/ comes first
+# so its Test::Nginx::Socket is the one loaded:
+#   make test-real TEST_NGINX_LIB=/path/to/test-nginx/lib [TESTS=t/002-execute.t]
+test-real: deps-test build
+	@tools/deps.sh testnginx
+	@[ -f "$(TEST_NGINX_LIB)/Test/Nginx/Socket.pm" ] || \
+	    { echo "test-real: set TEST_NGINX_LIB to test-nginx's lib/"; exit 1; }
+	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	    $(PROVE) -I $(TEST_NGINX_LIB) -I t/lib -r $(TESTS)
 
 # The whole suite with the module built under AddressSanitizer (stock nginx
 # and Python are not instrumented; libasan is preloaded).  Leak checking is

@@ -85,6 +85,7 @@ ERROR: AddressSanitizer
 
 
 === TEST 5: a DataFrame plot (pandas on matplotlib)
+--- timeout: 30
 --- main_config eval: $::MainConfig
 --- config eval: $::Config
 --- request

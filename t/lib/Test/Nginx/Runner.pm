@@ -9,6 +9,18 @@ package Test::Nginx::Runner;
 # checks and their count follow Test::Nginx::Socket: per response one
 # status test, one per response_headers line, one body test, and one per
 # error_log / no_error_log pattern.
+#
+# Each instance is stopped the way Test::Nginx::Util's kill_process() does
+# it: QUIT (TERM with TEST_NGINX_FAST_SHUTDOWN), then polling every 50 ms
+# for timeout() seconds (TEST_NGINX_TIMEOUT, 3 by default), then SIGKILL
+# to its process group.  The real runner only warns when it has to kill;
+# here an instance still alive at the deadline fails a test named after
+# the file and block whose configuration it ran.  Before the next block the
+# real runner removes conf, logs, html, cache and *_temp, *_cache, then
+# rmdir()s the server root and bails out of the whole run when that fails
+# (setup_server_root()); here the same removal follows every block and a
+# server root it cannot remove fails a test naming that block and what was
+# left, then the root is emptied so the other blocks still run.
 
 use strict;
 use warnings;
@@ -156,20 +168,69 @@ sub alive {
     return $st !~ /^\d+ \(.*\) [ZX] /;
 }
 
+# Stops the instance in the pid file.  Returns undef when it was gone
+# within the deadline (or there was none), else a message saying so.
 sub stop_nginx {
     my $pid = read_pid();
-    return unless $pid && alive($pid);
+    return undef unless $pid && alive($pid);
 
-    kill 'QUIT', $pid;
-    for (1 .. 200) {
-        return unless alive($pid);
-        sleep 0.02;
+    kill($ENV{TEST_NGINX_FAST_SHUTDOWN} ? 'TERM' : 'QUIT', $pid);
+
+    my $t0 = time;
+    my $left = $Timeout;
+    while ($left > 0 && alive($pid)) {
+        sleep 0.05;
+        $left -= 0.05;
     }
-    kill 'KILL', $pid;
+
+    return undef unless alive($pid);
+
+    my $msg = sprintf("nginx (pid %d, master_process %s, worker_processes"
+                      . " %s) still running %.2f s after SIG%s",
+                      $pid, $Opt{master}, $Opt{workers}, time - $t0,
+                      $ENV{TEST_NGINX_FAST_SHUTDOWN} ? 'TERM' : 'QUIT');
+
+    # as kill_process(): the whole group when nginx leads it (daemon on)
+    kill('KILL', getpgrp($pid) == $pid ? -$pid : $pid);
     for (1 .. 100) {
-        return unless alive($pid);
+        last unless alive($pid);
         sleep 0.02;
     }
+    $msg .= "; still alive after SIGKILL" if alive($pid);
+
+    return $msg;
+}
+
+# What setup_server_root() removes before a block starts nginx; then the
+# server root itself must go (rmdir: it must be empty by then).  Returns
+# undef, or a message naming what was left.
+sub remove_server_root {
+    return undef unless -d $ServRoot;
+
+    remove_tree(map { "$ServRoot/$_" } qw(conf html logs cache));
+    remove_tree(glob("$ServRoot/*_cache"), glob("$ServRoot/*_temp"));
+
+    return undef if rmdir $ServRoot;
+
+    my $err = "$!";
+    my @left = map { s{^\Q$ServRoot\E/}{}r } glob("$ServRoot/{.,}*");
+    @left = grep { $_ ne '.' && $_ ne '..' } @left;
+    remove_tree($ServRoot);
+
+    return "can't remove $ServRoot ($err), left: @left";
+}
+
+# After a block: stop its instance, remove the server root, and fail a test
+# for each of the two that did not happen.
+sub finish_block {
+    my ($block) = @_;
+    my $name = "$0 " . $block->name;
+
+    my $stop = stop_nginx();
+    Test::More::ok(0, "$name - $stop") if defined $stop;
+
+    my $root = remove_server_root();
+    Test::More::ok(0, "$name - $root") if defined $root;
 }
 
 sub port_open {
@@ -182,7 +243,6 @@ sub port_open {
 
 # returns (exit status, stderr text)
 sub start_nginx {
-    stop_nginx();
     unlink pid_file();
     for (1 .. 100) { last unless port_open(); sleep 0.05; }
 
@@ -386,22 +446,27 @@ sub check_response {
     }
 }
 
+# $fresh: start nginx for this round; the real runner starts it once per
+# block and sends every repeat_each round to the same server (a block that
+# breaks when it runs twice on one server fails here too), but restarts it
+# for each round of a must_die block
 sub run_block {
-    my ($block) = @_;
+    my ($block, $fresh) = @_;
     my $name = $block->name;
 
-    write_conf($block);
-    my ($status, $stderr) = start_nginx();
+    if ($fresh) {
+        write_conf($block);
+        my ($status, $stderr) = start_nginx();
 
-    if (defined sec($block, q{must_die})) {
-        Test::More::isnt($status, 0, "$name - die as expected");
-        check_log($block, $name, $stderr);
-        stop_nginx() if $status == 0;
-        return;
-    }
+        if (defined sec($block, q{must_die})) {
+            Test::More::isnt($status, 0, "$name - die as expected");
+            check_log($block, $name, $stderr);
+            return;
+        }
 
-    if ($status != 0) {
-        Test::More::BAIL_OUT("$name - nginx failed to start: $stderr");
+        if ($status != 0) {
+            Test::More::BAIL_OUT("$name - nginx failed to start: $stderr");
+        }
     }
 
     my $timeout = sec($block, q{timeout}) || $Timeout;
@@ -444,15 +509,35 @@ sub run_block {
 sub run_blocks {
     my ($blocks) = @_;
 
-    for my $block (@$blocks) {
-        for (1 .. $Opt{repeat_each}) {
-            run_block($block);
+    # whatever an earlier file left is not this file's failure
+    if (my $pid = read_pid()) {
+        kill('KILL', getpgrp($pid) == $pid ? -$pid : $pid) if alive($pid);
+    }
+    remove_tree($ServRoot);
+
+    for my $j (0 .. $#$blocks) {
+        my $block = $blocks->[$j];
+        my $die = defined sec($block, q{must_die});
+
+        for my $k (1 .. $Opt{repeat_each}) {
+            run_block($block, $die || $k == 1);
+            next unless $die || $k == $Opt{repeat_each};
+            next if $ENV{TEST_NGINX_NO_CLEAN}
+                    && $j == $#$blocks && $k == $Opt{repeat_each};
+            finish_block($block);
         }
     }
-
-    stop_nginx() unless $ENV{TEST_NGINX_NO_CLEAN};
 }
 
-END { stop_nginx() unless $ENV{TEST_NGINX_NO_CLEAN}; }
+# after a die: no tests any more, just make sure nothing is left running
+END {
+    if (!$ENV{TEST_NGINX_NO_CLEAN} and my $pid = read_pid()) {
+        if (alive($pid)) {
+            kill('QUIT', $pid);
+            for (1 .. $Timeout / 0.05) { last unless alive($pid); sleep 0.05; }
+            kill('KILL', getpgrp($pid) == $pid ? -$pid : $pid) if alive($pid);
+        }
+    }
+}
 
 1;
