@@ -949,7 +949,12 @@ def checkpoint(sess, injected, path, sid, count, cap):
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
         # no fsync: a worker that dies mid-write leaves only the .tmp; a
-        # power cut may leave a short file, which restore() refuses
+        # power cut may leave a short file, which restore() refuses.  The
+        # one before stays as .prev: POST /sessions/{id}/rollback
+        try:
+            os.replace(path, path + ".prev")
+        except FileNotFoundError:
+            pass
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -958,6 +963,23 @@ def checkpoint(sess, injected, path, sid, count, cap):
             pass
         raise
     return lost
+
+
+def rollback(sess, injected, path, sid, count, init, cap):
+    """The session as it was before its last cell (execution count-1),
+    from its checkpoint or the one before; None when neither is that one.
+    The state rolled back to becomes the checkpoint."""
+    for p in (path, path + ".prev"):
+        try:
+            r = restore(p, sid, init)
+        except ValueError:
+            r = None
+        if r is not None and r[2] == count - 1:
+            new, new_injected, n, lost = r
+            close_session(sess)
+            checkpoint(new, new_injected, path, sid, n, cap)
+            return new, new_injected, n, lost
+    return None
 
 
 def restore(path, sid, init):

@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_pyexec_session_info(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_session_delete(ngx_http_request_t *r,
     ngx_str_t *id);
+static ngx_int_t ngx_http_pyexec_session_rollback(ngx_http_request_t *r,
+    ngx_str_t *id);
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
@@ -113,6 +115,7 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 {
     ngx_str_t                  id;
     ngx_int_t                  rc;
+    ngx_uint_t                 rollback;
     ngx_http_core_loc_conf_t  *clcf;
 
     rc = ngx_http_discard_request_body(r);
@@ -122,7 +125,7 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    rc = ngx_http_pyexec_route_path_id(r, &clcf->name, &id);
+    rc = ngx_http_pyexec_route_path_id(r, &clcf->name, &id, &rollback);
 
     if (rc == NGX_DECLINED) {
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -154,6 +157,10 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 
     if (r->method == NGX_HTTP_DELETE) {
         return ngx_http_pyexec_session_delete(r, &id);
+    }
+
+    if (rollback) {
+        return ngx_http_pyexec_session_rollback(r, &id);
     }
 
     return ngx_http_pyexec_method_not_allowed(r);
@@ -407,6 +414,52 @@ ngx_http_pyexec_session_delete(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
+/* POST /sessions/{id}/rollback: one step of undo (durable sessions) */
+
+static ngx_int_t
+ngx_http_pyexec_session_rollback(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_http_pyexec_task_t       *t;
+    ngx_http_pyexec_session_t    *s;
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
+
+    s = ngx_http_pyexec_session_find(id->data, id->len);
+    if (s == NULL) {
+        return ngx_http_pyexec_session_missing(r, id);
+    }
+
+    if (pmcf->state_dir.len == 0 || s->ns == NULL) {
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                           "nothing to undo");
+    }
+
+    t = ngx_http_pyexec_task_alloc(r->pool);
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    t->op = NGX_HTTP_PYEXEC_OP_ROLLBACK;
+    t->r = r;
+    t->log = r->connection->log;
+    t->done = ngx_http_pyexec_task_done;
+    t->session = s;
+    t->execution_count = s->execution_count;
+
+    if (ngx_http_pyexec_task_post(t) != NGX_OK) {
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "interpreter queue full");
+    }
+
+    s->refs++;
+    s->pending++;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
 static void
 ngx_http_pyexec_execute_body(ngx_http_request_t *r)
 {
@@ -554,6 +607,21 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
     if (t->was_restored) {
         s->execution_count = t->op == NGX_HTTP_PYEXEC_OP_EXECUTE
                              ? t->execution_count : t->restored_from;
+
+        if (t->op == NGX_HTTP_PYEXEC_OP_ROLLBACK) {
+            s->dirty = 0;           /* rolled back to its checkpoint */
+        }
+    }
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_ROLLBACK
+        && t->status == NGX_HTTP_NOT_FOUND && t->json.g == NULL
+        && !t->abandoned && !c->error)
+    {
+        ngx_http_pyexec_session_release(s);
+        ngx_http_pyexec_finalize(r,
+            ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                        "nothing to undo"));
+        return;
     }
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE && t->status == NGX_HTTP_OK

@@ -72,6 +72,8 @@ static void ngx_http_pyexec_interp_checkpoint_remove(
     ngx_http_pyexec_session_t *s, ngx_log_t *log);
 static ngx_int_t ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t,
     ngx_log_t *log);
+static void ngx_http_pyexec_interp_rollback(ngx_http_pyexec_task_t *t,
+    ngx_log_t *log);
 static void ngx_http_pyexec_interp_gen_restored(ngx_http_pyexec_json_t *j,
     ngx_http_pyexec_task_t *t);
 static void *ngx_http_pyexec_interp_watch(void *data);
@@ -95,6 +97,7 @@ static PyObject          *ngx_http_pyexec_close_session;
 static PyObject          *ngx_http_pyexec_reap;
 static PyObject          *ngx_http_pyexec_checkpoint;
 static PyObject          *ngx_http_pyexec_restore;
+static PyObject          *ngx_http_pyexec_rollback;
 static PyObject          *ngx_http_pyexec_timeout_exc;
 static PyObject          *ngx_http_pyexec_init_code;
 static PyObject          *ngx_http_pyexec_cap;
@@ -319,6 +322,13 @@ ngx_http_pyexec_interp_checkpoint_remove(ngx_http_pyexec_session_t *s,
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
                       "pyexec: unlink(\"%s\") failed", path);
     }
+
+    (void) ngx_cpystrn(path + ngx_strlen(path), (u_char *) ".prev", 6);
+
+    if (unlink((char *) path) == -1 && ngx_errno != NGX_ENOENT) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "pyexec: unlink(\"%s\") failed", path);
+    }
 }
 
 
@@ -396,6 +406,89 @@ ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     Py_DECREF(res);
 
     return NGX_OK;
+}
+
+
+/*
+ * POST /sessions/{id}/rollback: the state before the last cell, from the
+ * session's checkpoint or the one before (bootstrap.py rollback()); 404
+ * when neither is that state.
+ */
+
+static void
+ngx_http_pyexec_interp_rollback(ngx_http_pyexec_task_t *t, ngx_log_t *log)
+{
+    u_char                      path[NGX_MAX_PATH];
+    PyObject                   *res;
+    ngx_http_pyexec_json_t      j;
+    ngx_http_pyexec_session_t  *s = t->session;
+
+    t->status = NGX_HTTP_NOT_FOUND;
+
+    if (s->ns == NULL || t->execution_count == 0
+        || ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
+           == NULL)
+    {
+        return;
+    }
+
+    res = PyObject_CallFunction(ngx_http_pyexec_rollback, "OOsy#nOn",
+                                (PyObject *) s->ns, (PyObject *) s->injected,
+                                (char *) path, (char *) s->id,
+                                (Py_ssize_t) s->id_len,
+                                (Py_ssize_t) t->execution_count,
+                                ngx_http_pyexec_init_code,
+                                (Py_ssize_t)
+                                ngx_http_pyexec_proc.pmcf->checkpoint_max);
+    if (res == NULL) {
+        ngx_http_pyexec_interp_log_error(log, "rollback()");
+        t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return;
+    }
+
+    if (res == Py_None || !PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 4) {
+        Py_DECREF(res);
+        return;
+    }
+
+    Py_DECREF((PyObject *) s->ns);
+    Py_DECREF((PyObject *) s->injected);
+    s->ns = PyTuple_GET_ITEM(res, 0);
+    s->injected = PyTuple_GET_ITEM(res, 1);
+    Py_INCREF((PyObject *) s->ns);
+    Py_INCREF((PyObject *) s->injected);
+
+    t->restored_from = PyLong_AsSize_t(PyTuple_GET_ITEM(res, 2));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        t->restored_from = 0;
+    }
+
+    t->restored = PyTuple_GET_ITEM(res, 3);
+    Py_INCREF((PyObject *) t->restored);
+    t->was_restored = 1;
+
+    Py_DECREF(res);
+
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        Py_CLEAR(t->restored);
+        t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return;
+    }
+
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "session_id", s->id, s->id_len);
+    ngx_http_pyexec_json_key(&j, "execution_count");
+    ngx_http_pyexec_json_int(&j, t->restored_from);
+    ngx_http_pyexec_interp_gen_restored(&j, t);
+    ngx_http_pyexec_json_map_close(&j);
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "pyexec: session \"%*s\" rolled back to execution %ui",
+                  s->id_len, s->id, t->restored_from);
+
+    t->json = j;
+    t->status = NGX_HTTP_OK;
 }
 
 
@@ -688,6 +781,7 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     ngx_http_pyexec_reap = PyDict_GetItemString(dict, "reap");
     ngx_http_pyexec_checkpoint = PyDict_GetItemString(dict, "checkpoint");
     ngx_http_pyexec_restore = PyDict_GetItemString(dict, "restore");
+    ngx_http_pyexec_rollback = PyDict_GetItemString(dict, "rollback");
     ngx_http_pyexec_timeout_exc = PyDict_GetItemString(dict, "TimeoutError");
     setup = PyDict_GetItemString(dict, "setup");
 
@@ -697,6 +791,7 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
         || ngx_http_pyexec_reap == NULL
         || ngx_http_pyexec_checkpoint == NULL
         || ngx_http_pyexec_restore == NULL
+        || ngx_http_pyexec_rollback == NULL
         || ngx_http_pyexec_timeout_exc == NULL || setup == NULL)
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0, "pyexec: bootstrap incomplete");
@@ -710,6 +805,7 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     Py_INCREF(ngx_http_pyexec_reap);
     Py_INCREF(ngx_http_pyexec_checkpoint);
     Py_INCREF(ngx_http_pyexec_restore);
+    Py_INCREF(ngx_http_pyexec_rollback);
     Py_INCREF(ngx_http_pyexec_timeout_exc);
 
     handler = PyCFunction_New(&ngx_http_pyexec_methods[0], NULL);
@@ -844,6 +940,10 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     case NGX_HTTP_PYEXEC_OP_CHECKPOINT:
         ngx_http_pyexec_interp_checkpoint_one(t->session,
                                               t->execution_count, log);
+        break;
+
+    case NGX_HTTP_PYEXEC_OP_ROLLBACK:
+        ngx_http_pyexec_interp_rollback(t, log);
         break;
 
     case NGX_HTTP_PYEXEC_OP_REAP:

@@ -161,6 +161,22 @@ like($c->log_after_start, qr/\[error\].*not restored from .*checkpoint unreadabl
 ($st, $body) = $ng->execute("1 + 1", $sid);
 is($st, 200, 'the worker did not crash');
 
+# --- one step of undo -----------------------------------------------------------
+
+($r) = $c->cell($sid, "del df");
+ok($r && $r->{success}, 'del df');
+ok(wait_ckpt($sid), 'checkpointed');
+sleep 0.5;
+($st, $body) = $ng->http('POST', "/sessions/$sid/rollback");
+is($st, 200, 'POST /sessions/{id}/rollback');
+like($body, qr/^\{"session_id":"\Q$sid\E","execution_count":\d+,"restored":/, '... says where it went back to');
+($r) = $c->cell($sid, "int(df.b.sum() * 2), x");
+is($r->{value}, '(499500, 43)', 'rollback undoes del df');
+($st, $body) = $ng->http('POST', "/sessions/$sid/rollback");
+($st, $body) = $ng->http('POST', "/sessions/$sid/rollback");
+is($st, 404, 'one step only: then nothing to undo');
+is($body, '{"detail":"nothing to undo"}', '... says so');
+
 # --- DELETE removes the checkpoint ------------------------------------------
 
 ok(-e ckpt($sid), 'the checkpoint is there');
