@@ -31,6 +31,7 @@ ENV BUILD=/opt/pyexec/build \
     PORT=8123 \
     LISTEN=0.0.0.0 \
     DATA_DIR=/app/custom_data \
+    STATE_DIR=/app/state \
     SOCK_DIR=/run/pyexec
 
 RUN mkdir -p /app/custom_data /run/pyexec

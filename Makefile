@@ -14,6 +14,7 @@ PORT      ?= 8123
 LISTEN    ?= 127.0.0.1
 BUILD     ?= $(CURDIR)/build
 DATA_DIR  ?= $(BUILD)/data
+STATE_DIR ?= $(BUILD)/state
 SOCK_DIR  ?= $(BUILD)/run/sock
 DOWNLOAD_DIR ?= $(BUILD)/downloaded_data
 DATASETS  ?=
@@ -70,6 +71,7 @@ $(BUILD)/nginx.conf: nginx.conf FORCE
 	     -e 's#/run/pyexec/#$(SOCK_DIR)/#g' \
 	     -e 's#/opt/pyexec/#$(CURDIR)/#g' \
 	     -e 's#^\(    pyexec_data_dir\) .*;#\1 $(DATA_DIR);#' \
+	     -e 's#^\(    pyexec_state_dir\) .*;#\1 $(STATE_DIR);#' \
 	     -e 's#^\(            alias\) data/;#\1 $(DATA_DIR)/;#' $< > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 	@[ "$$(id -u)" != 0 ] || chown nobody:nogroup $(DATA_DIR) $(SOCK_DIR) 2>/dev/null || true

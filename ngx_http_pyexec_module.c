@@ -43,6 +43,8 @@ static char *ngx_http_pyexec_set_gather(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_pyexec_check_positive(ngx_conf_t *cf, void *post,
     void *data);
 static ngx_int_t ngx_http_pyexec_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_pyexec_check_state_dir(ngx_cycle_t *cycle,
+    ngx_http_pyexec_main_conf_t *pmcf);
 static ngx_int_t ngx_http_pyexec_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pyexec_exit_process(ngx_cycle_t *cycle);
 
@@ -168,6 +170,20 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       ngx_http_pyexec_set_init_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyexec_main_conf_t, session_init),
+      NULL },
+
+    { ngx_string("pyexec_state_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, state_dir),
+      NULL },
+
+    { ngx_string("pyexec_checkpoint_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, checkpoint_max),
       NULL },
 
     { ngx_string("pyexec_python"),
@@ -326,6 +342,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->session_idle_timeout = NGX_CONF_UNSET_MSEC;
     pmcf->session_queue = NGX_CONF_UNSET_UINT;
     pmcf->output_max = NGX_CONF_UNSET_SIZE;
+    pmcf->checkpoint_max = NGX_CONF_UNSET_SIZE;
     pmcf->timeout = NGX_CONF_UNSET_MSEC;
     pmcf->timeout_max = NGX_CONF_UNSET_MSEC;
     pmcf->kill_grace = NGX_CONF_UNSET_MSEC;
@@ -351,6 +368,7 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->session_idle_timeout, 86400000);
     ngx_conf_init_uint_value(pmcf->session_queue, 16);
     ngx_conf_init_size_value(pmcf->output_max, 1024 * 1024);
+    ngx_conf_init_size_value(pmcf->checkpoint_max, 64 * 1024 * 1024);
     ngx_conf_init_msec_value(pmcf->timeout, 600000);
     ngx_conf_init_msec_value(pmcf->timeout_max, 3600000);
     ngx_conf_init_msec_value(pmcf->kill_grace, 5000);
@@ -719,6 +737,100 @@ ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (pmcf && pmcf->state_dir.len
+        && ngx_http_pyexec_check_state_dir(cycle, pmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The state folder holds pickles that the workers load: as private as the
+ * server.  Made (0700, owned by the worker user) when missing; [emerg]
+ * when it is not a folder, is writable by others, or is not the worker
+ * user's.  The master runs this (as root when workers change user).
+ */
+
+static ngx_int_t
+ngx_http_pyexec_check_state_dir(ngx_cycle_t *cycle,
+    ngx_http_pyexec_main_conf_t *pmcf)
+{
+    ngx_uid_t         uid;
+    ngx_gid_t         gid;
+    ngx_str_t        *dir;
+    ngx_file_info_t   fi;
+    ngx_core_conf_t  *ccf;
+
+    dir = &pmcf->state_dir;
+
+    if (ngx_get_full_name(cycle->pool, &cycle->prefix, dir) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    uid = geteuid();
+    gid = getegid();
+
+    if (uid == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        uid = ccf->user;
+        gid = ccf->group;
+    }
+
+    if (ngx_file_info(dir->data, &fi) == NGX_FILE_ERROR) {
+        if (ngx_errno != NGX_ENOENT
+            || ngx_create_dir(dir->data, 0700) == NGX_FILE_ERROR
+            || (geteuid() == 0 && chown((char *) dir->data, uid, gid) == -1)
+            || ngx_file_info(dir->data, &fi) == NGX_FILE_ERROR)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "pyexec_state_dir \"%V\" cannot be made", dir);
+            return NGX_ERROR;
+        }
+    }
+
+    if (!ngx_is_dir(&fi)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pyexec_state_dir \"%V\" is not a folder", dir);
+        return NGX_ERROR;
+    }
+
+    /* root's own folder (a fresh container volume): given to the workers */
+
+    if (geteuid() == 0 && fi.st_uid == 0 && uid != 0
+        && !(fi.st_mode & (S_IWOTH|S_IWGRP)))
+    {
+        if (chown((char *) dir->data, uid, gid) == -1
+            || chmod((char *) dir->data, 0700) == -1
+            || ngx_file_info(dir->data, &fi) == NGX_FILE_ERROR)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "pyexec_state_dir \"%V\" cannot be given to the "
+                          "workers' user", dir);
+            return NGX_ERROR;
+        }
+    }
+
+    if (fi.st_mode & (S_IWOTH|S_IWGRP)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pyexec_state_dir \"%V\" is writable by others "
+                      "(mode %03o): a checkpoint is a pickle the workers "
+                      "load, so the folder must be private (0700)",
+                      dir, (int) (fi.st_mode & 0777));
+        return NGX_ERROR;
+    }
+
+    if (fi.st_uid != uid) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pyexec_state_dir \"%V\" is owned by uid %d, not by "
+                      "the workers' user (uid %d)", dir, (int) fi.st_uid,
+                      (int) uid);
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -867,6 +979,7 @@ ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
      */
 
     ngx_http_pyexec_interp_stop_watch();
+    ngx_http_pyexec_interp_checkpoint_all();
 
     ngx_http_pyexec_socket_exit_process();
     ngx_http_pyexec_session_exit_process();

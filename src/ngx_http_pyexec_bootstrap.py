@@ -871,3 +871,156 @@ def run(sess, src, cap):
             value_repr, error_name, error, tb,
             out.truncated or err.truncated or repr_cut or outputs.truncated,
             duration, figures, plain, items)
+
+
+# --- durable sessions: checkpoints in pyexec_state_dir ---------------------
+#
+# A checkpoint is a pickle of {version, session id, execution count, names,
+# modules, lost}: each name pickled on its own (dill when it is installed:
+# cell-defined functions and classes by value; else cloudpickle, else
+# pickle), modules by name (re-imported on restore).  Names that do not
+# pickle are listed as lost with their type and the reason; past `cap`
+# bytes the largest names are listed as lost instead of written.  Written
+# to a temporary file and renamed: a worker crash mid-write never leaves a
+# torn checkpoint.  A checkpoint is a pickle: loading one runs code, so the
+# state folder must be as private as the server (interp.c checks it).
+
+_CKPT_VERSION = 1
+
+
+def _pickler():
+    try:
+        import dill
+        return dill
+    except ImportError:
+        pass
+    c = _cloudpickle()
+    if c is not None:
+        return c
+    import pickle
+    return pickle
+
+
+def checkpoint(sess, injected, path, sid, count, cap):
+    """Write the session's checkpoint; returns the lost names."""
+    import pickle
+    p = _pickler()
+    names = {}
+    modules = {}
+    lost = []
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = sess.main
+    try:
+        for k, v in list(sess.ns.items()):
+            if not isinstance(k, str) or k.startswith("__"):
+                continue
+            if k in injected and injected[k] is v:
+                continue
+            if isinstance(v, types.ModuleType):
+                modules[k] = v.__name__
+                continue
+            if isinstance(v, io.IOBase):
+                # dill would reopen it by name: not the same open file
+                lost.append((k, type(v).__name__, "an open file or stream "
+                             "is not kept"))
+                continue
+            try:
+                names[k] = p.dumps(v)
+            except BaseException as e:
+                lost.append((k, type(v).__name__,
+                             "%s: %s" % (type(e).__name__, e)))
+    finally:
+        sys.modules["__main__"] = main
+    total = sum(len(b) for b in names.values())
+    for k in sorted(names, key=lambda k: len(names[k]), reverse=True):
+        if total <= cap:
+            break
+        total -= len(names[k])
+        lost.append((k, "bytes", "%d bytes: over pyexec_checkpoint_max"
+                                 % len(names[k])))
+        del names[k]
+    blob = pickle.dumps({"version": _CKPT_VERSION, "id": sid,
+                         "count": count, "names": names,
+                         "modules": modules, "lost": lost,
+                         "pickler": p.__name__}, protocol=4)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        # no fsync: a worker that dies mid-write leaves only the .tmp; a
+        # power cut may leave a short file, which restore() refuses.  The
+        # one before stays as .prev: POST /sessions/{id}/rollback
+        try:
+            os.replace(path, path + ".prev")
+        except FileNotFoundError:
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return lost
+
+
+def rollback(sess, injected, path, sid, count, init, cap):
+    """The session as it was before its last cell (execution count-1),
+    from its checkpoint or the one before; None when neither is that one.
+    The state rolled back to becomes the checkpoint."""
+    for p in (path, path + ".prev"):
+        try:
+            r = restore(p, sid, init)
+        except ValueError:
+            r = None
+        if r is not None and r[2] == count - 1:
+            new, new_injected, n, lost = r
+            close_session(sess)
+            checkpoint(new, new_injected, path, sid, n, cap)
+            return new, new_injected, n, lost
+    return None
+
+
+def restore(path, sid, init):
+    """(sess, injected, from_execution, lost) from a checkpoint; None when
+    there is none; ValueError with the reason when it cannot be used."""
+    import pickle
+    import importlib
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        d = pickle.loads(blob)
+    except BaseException as e:
+        raise ValueError("checkpoint unreadable (%s: %s)"
+                         % (type(e).__name__, e))
+    if (not isinstance(d, dict) or d.get("version") != _CKPT_VERSION
+            or not isinstance(d.get("names"), dict)
+            or not isinstance(d.get("modules"), dict)
+            or not isinstance(d.get("count"), int)):
+        raise ValueError("checkpoint unreadable (not a pyexec checkpoint)")
+    if d.get("id") != sid:
+        raise ValueError("checkpoint of another session")
+    sess, injected, err = new_session(init)
+    lost = [tuple(x) for x in d.get("lost", [])]
+    p = _pickler()
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = sess.main
+    try:
+        for k, m in d["modules"].items():
+            try:
+                sess.ns[k] = importlib.import_module(m)
+            except BaseException as e:
+                lost.append((k, "module", "%s: %s" % (type(e).__name__, e)))
+        for k, b in d["names"].items():
+            try:
+                sess.ns[k] = p.loads(b)
+            except BaseException as e:
+                lost.append((k, "?", "%s: %s" % (type(e).__name__, e)))
+    finally:
+        sys.modules["__main__"] = main
+    return sess, injected, d["count"], [(str(a), str(b), str(c))
+                                         for a, b, c in lost]

@@ -45,6 +45,8 @@ typedef struct {
     ngx_str_t                    session_init;
     ngx_str_t                    data_dir;
     ngx_str_t                    python;       /* sys.executable */
+    ngx_str_t                    state_dir;    /* checkpoints; empty: off */
+    size_t                       checkpoint_max;
     ngx_uint_t                   session_max;
     ngx_msec_t                   session_idle_timeout;
     ngx_uint_t                   session_queue;

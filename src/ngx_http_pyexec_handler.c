@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_pyexec_session_info(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_session_delete(ngx_http_request_t *r,
     ngx_str_t *id);
+static ngx_int_t ngx_http_pyexec_session_rollback(ngx_http_request_t *r,
+    ngx_str_t *id);
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
@@ -113,6 +115,7 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 {
     ngx_str_t                  id;
     ngx_int_t                  rc;
+    ngx_uint_t                 rollback;
     ngx_http_core_loc_conf_t  *clcf;
 
     rc = ngx_http_discard_request_body(r);
@@ -122,7 +125,7 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    rc = ngx_http_pyexec_route_path_id(r, &clcf->name, &id);
+    rc = ngx_http_pyexec_route_path_id(r, &clcf->name, &id, &rollback);
 
     if (rc == NGX_DECLINED) {
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -154,6 +157,10 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 
     if (r->method == NGX_HTTP_DELETE) {
         return ngx_http_pyexec_session_delete(r, &id);
+    }
+
+    if (rollback) {
+        return ngx_http_pyexec_session_rollback(r, &id);
     }
 
     return ngx_http_pyexec_method_not_allowed(r);
@@ -310,16 +317,33 @@ ngx_http_pyexec_session_missing(ngx_http_request_t *r, ngx_str_t *id)
 static ngx_int_t
 ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_http_pyexec_json_t      j;
-    ngx_http_pyexec_task_t     *t;
-    ngx_http_pyexec_session_t  *s;
+    ngx_http_pyexec_json_t        j;
+    ngx_http_pyexec_task_t       *t;
+    ngx_http_pyexec_session_t    *s;
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
 
     s = ngx_http_pyexec_session_find(id->data, id->len);
-    if (s == NULL) {
+
+    if (s == NULL && pmcf->state_dir.len == 0) {
         return ngx_http_pyexec_session_missing(r, id);
     }
 
-    if (s->ns == NULL && s->pending == 0) {
+    if (s == NULL) {
+        /* not held here: its checkpoint, if any, is read in the thread */
+
+        s = ngx_http_pyexec_session_create(id->data, id->len,
+                                           r->connection->log);
+        if (s == NULL) {
+            return ngx_http_pyexec_full(r);
+        }
+
+        s->restore = 1;
+        s->lost = ngx_http_pyexec_session_lost(id->data, id->len) ? 1 : 0;
+    }
+
+    if (s->ns == NULL && s->pending == 0 && !s->restore) {
 
         /* never ran code: nothing to ask the interpreter */
 
@@ -349,6 +373,8 @@ ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
     t->log = r->connection->log;
     t->done = ngx_http_pyexec_task_done;
     t->session = s;
+    t->restore = s->restore && s->ns == NULL;
+    t->lost = s->lost;
 
     if (ngx_http_pyexec_task_post(t) != NGX_OK) {
         return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -388,12 +414,59 @@ ngx_http_pyexec_session_delete(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
+/* POST /sessions/{id}/rollback: one step of undo (durable sessions) */
+
+static ngx_int_t
+ngx_http_pyexec_session_rollback(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_http_pyexec_task_t       *t;
+    ngx_http_pyexec_session_t    *s;
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
+
+    s = ngx_http_pyexec_session_find(id->data, id->len);
+    if (s == NULL) {
+        return ngx_http_pyexec_session_missing(r, id);
+    }
+
+    if (pmcf->state_dir.len == 0 || s->ns == NULL) {
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                           "nothing to undo");
+    }
+
+    t = ngx_http_pyexec_task_alloc(r->pool);
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    t->op = NGX_HTTP_PYEXEC_OP_ROLLBACK;
+    t->r = r;
+    t->log = r->connection->log;
+    t->done = ngx_http_pyexec_task_done;
+    t->session = s;
+    t->execution_count = s->execution_count;
+
+    if (ngx_http_pyexec_task_post(t) != NGX_OK) {
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "interpreter queue full");
+    }
+
+    s->refs++;
+    s->pending++;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
 static void
 ngx_http_pyexec_execute_body(ngx_http_request_t *r)
 {
     u_char                        minted[NGX_HTTP_PYEXEC_UUID_LEN];
     ngx_int_t                     rc;
     ngx_str_t                     body, err, sid;
+    ngx_uint_t                    lost;
     ngx_http_pyexec_task_t       *t;
     ngx_http_pyexec_request_t     req;
     ngx_http_pyexec_session_t    *s;
@@ -438,9 +511,10 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     s = ngx_http_pyexec_session_find(sid.data, sid.len);
 
     if (s == NULL) {
-        if (sid.data != minted && !ngx_http_pyexec_route_is_new(r)
-            && ngx_http_pyexec_session_lost(sid.data, sid.len))
-        {
+        lost = sid.data != minted && !ngx_http_pyexec_route_is_new(r)
+               && ngx_http_pyexec_session_lost(sid.data, sid.len);
+
+        if (lost && pmcf->state_dir.len == 0) {
             ngx_http_pyexec_finalize(r, ngx_http_pyexec_gone(r));
             return;
         }
@@ -450,6 +524,15 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
         if (s == NULL) {
             ngx_http_pyexec_finalize(r, ngx_http_pyexec_full(r));
             return;
+        }
+
+        /* a session this worker does not hold may have a checkpoint */
+
+        if (pmcf->state_dir.len && sid.data != minted
+            && !ngx_http_pyexec_route_is_new(r))
+        {
+            s->restore = 1;
+            s->lost = lost;
         }
     }
 
@@ -481,6 +564,8 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     t->timeout = req.has_timeout ? ngx_min(req.timeout, pmcf->timeout_max)
                                  : pmcf->timeout;
     t->execution_count = s->execution_count + 1;
+    t->restore = s->restore && s->ns == NULL;
+    t->lost = s->lost;
 
     if (ngx_http_pyexec_task_post(t) != NGX_OK) {
         ngx_http_pyexec_finalize(r,
@@ -514,6 +599,63 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
 
     s->pending--;
     ngx_http_pyexec_session_touch(s);
+
+    if (t->restore) {
+        s->restore = 0;             /* tried, in the thread */
+    }
+
+    if (t->was_restored) {
+        s->execution_count = t->op == NGX_HTTP_PYEXEC_OP_EXECUTE
+                             ? t->execution_count : t->restored_from;
+
+        if (t->op == NGX_HTTP_PYEXEC_OP_ROLLBACK) {
+            s->dirty = 0;           /* rolled back to its checkpoint */
+        }
+    }
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_ROLLBACK
+        && t->status == NGX_HTTP_NOT_FOUND && t->json.g == NULL
+        && !t->abandoned && !c->error)
+    {
+        ngx_http_pyexec_session_release(s);
+        ngx_http_pyexec_finalize(r,
+            ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                        "nothing to undo"));
+        return;
+    }
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE && t->status == NGX_HTTP_OK
+        && s->in_table && ngx_http_pyexec_proc.pmcf->state_dir.len)
+    {
+        s->dirty = 1;
+    }
+
+    if (t->status == NGX_HTTP_GONE && t->json.g == NULL && !t->abandoned) {
+        /* not held here, and no usable checkpoint */
+
+        ngx_http_pyexec_session_remove(s);
+        ngx_http_pyexec_session_release(s);
+
+        if (c->error) {
+            ngx_http_pyexec_finalize(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+            return;
+        }
+
+        if (t->gone[0]) {
+            rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_GONE,
+                                             (char *) t->gone);
+
+        } else if (t->lost) {
+            rc = ngx_http_pyexec_gone(r);
+
+        } else {
+            rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                             "Session not found");
+        }
+
+        ngx_http_pyexec_finalize(r, rc);
+        return;
+    }
 
     if (c->error || ngx_http_pyexec_terminated(r)) {
         /* the client went away: the cell ran, its answer is dropped */
@@ -552,6 +694,8 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
 
     ngx_http_pyexec_session_release(s);
     ngx_http_pyexec_finalize(r, rc);
+
+    ngx_http_pyexec_session_checkpoint_idle();
 }
 
 

@@ -26,6 +26,8 @@
 #include "ngx_http_pyexec_session.h"
 #include "ngx_http_pyexec_task.h"
 
+#include <ngx_md5.h>
+
 #include <dlfcn.h>
 #include <signal.h>
 #include <pthread.h>
@@ -62,6 +64,18 @@ static ngx_int_t ngx_http_pyexec_interp_gen_value(ngx_http_pyexec_json_t *j,
 static ngx_int_t ngx_http_pyexec_interp_gen_outputs(ngx_http_pyexec_json_t *j,
     PyObject *outputs);
 static void ngx_http_pyexec_interp_start_watch(ngx_log_t *log);
+static u_char *ngx_http_pyexec_interp_checkpoint_path(
+    ngx_http_pyexec_session_t *s, u_char *buf, size_t size);
+static void ngx_http_pyexec_interp_checkpoint_one(
+    ngx_http_pyexec_session_t *s, ngx_uint_t count, ngx_log_t *log);
+static void ngx_http_pyexec_interp_checkpoint_remove(
+    ngx_http_pyexec_session_t *s, ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t,
+    ngx_log_t *log);
+static void ngx_http_pyexec_interp_rollback(ngx_http_pyexec_task_t *t,
+    ngx_log_t *log);
+static void ngx_http_pyexec_interp_gen_restored(ngx_http_pyexec_json_t *j,
+    ngx_http_pyexec_task_t *t);
 static void *ngx_http_pyexec_interp_watch(void *data);
 static void ngx_http_pyexec_interp_after(ngx_log_t *log);
 static void ngx_http_pyexec_interp_log_error(ngx_log_t *log,
@@ -81,6 +95,9 @@ static PyObject          *ngx_http_pyexec_new_session;
 static PyObject          *ngx_http_pyexec_variables;
 static PyObject          *ngx_http_pyexec_close_session;
 static PyObject          *ngx_http_pyexec_reap;
+static PyObject          *ngx_http_pyexec_checkpoint;
+static PyObject          *ngx_http_pyexec_restore;
+static PyObject          *ngx_http_pyexec_rollback;
 static PyObject          *ngx_http_pyexec_timeout_exc;
 static PyObject          *ngx_http_pyexec_init_code;
 static PyObject          *ngx_http_pyexec_cap;
@@ -210,6 +227,357 @@ ngx_http_pyexec_interp_init_done(ngx_event_t *ev)
     }
 
     ngx_free(task);
+}
+
+
+/*
+ * Durable sessions (pyexec_state_dir): the checkpoint of a session is
+ * <state dir>/<md5 of its id>.ckpt (the id itself is inside, checked on
+ * restore); bootstrap.py's checkpoint() and restore() do the pickling.
+ * Interpreter thread only, with the GIL.
+ */
+
+static u_char *
+ngx_http_pyexec_interp_checkpoint_path(ngx_http_pyexec_session_t *s,
+    u_char *buf, size_t size)
+{
+    u_char      digest[16], hex[33];
+    ngx_md5_t   md5;
+    ngx_str_t  *dir;
+
+    dir = &ngx_http_pyexec_proc.pmcf->state_dir;
+
+    if (dir->len == 0 || dir->len + sizeof("/.ckpt.tmp") + 32 > size) {
+        return NULL;
+    }
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, s->id, s->id_len);
+    ngx_md5_final(digest, &md5);
+    *ngx_hex_dump(hex, digest, 16) = '\0';
+
+    *ngx_snprintf(buf, size - 1, "%V/%s.ckpt", dir, hex) = '\0';
+
+    return buf;
+}
+
+
+static void
+ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
+    ngx_uint_t count, ngx_log_t *log)
+{
+    u_char      path[NGX_MAX_PATH];
+    PyObject   *res;
+    Py_ssize_t  n;
+
+    if (s->ns == NULL
+        || ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
+           == NULL)
+    {
+        return;
+    }
+
+    res = PyObject_CallFunction(ngx_http_pyexec_checkpoint, "OOsy#nn",
+                                (PyObject *) s->ns, (PyObject *) s->injected,
+                                (char *) path, (char *) s->id,
+                                (Py_ssize_t) s->id_len, (Py_ssize_t) count,
+                                (Py_ssize_t)
+                                ngx_http_pyexec_proc.pmcf->checkpoint_max);
+    if (res == NULL) {
+        ngx_http_pyexec_interp_log_error(log, "checkpoint()");
+        return;
+    }
+
+    n = PyList_Check(res) ? PyList_GET_SIZE(res) : 0;
+
+    if (n) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "pyexec: session \"%*s\" checkpointed at execution "
+                      "%ui, %z names not kept", s->id_len, s->id, count,
+                      (size_t) n);
+
+    } else {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "pyexec session \"%*s\" checkpointed at execution %ui",
+                       s->id_len, s->id, count);
+    }
+
+    Py_DECREF(res);
+}
+
+
+static void
+ngx_http_pyexec_interp_checkpoint_remove(ngx_http_pyexec_session_t *s,
+    ngx_log_t *log)
+{
+    u_char  path[NGX_MAX_PATH];
+
+    if (ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
+        == NULL)
+    {
+        return;
+    }
+
+    if (unlink((char *) path) == -1 && ngx_errno != NGX_ENOENT) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "pyexec: unlink(\"%s\") failed", path);
+    }
+
+    (void) ngx_cpystrn(path + ngx_strlen(path), (u_char *) ".prev", 6);
+
+    if (unlink((char *) path) == -1 && ngx_errno != NGX_ENOENT) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "pyexec: unlink(\"%s\") failed", path);
+    }
+}
+
+
+/* NGX_OK: restored; NGX_DECLINED: no checkpoint, or t->gone says why not */
+
+static ngx_int_t
+ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t, ngx_log_t *log)
+{
+    u_char                      path[NGX_MAX_PATH];
+    PyObject                   *res, *type, *exc, *tb, *msg;
+    const char                 *why;
+    ngx_http_pyexec_session_t  *s = t->session;
+
+    if (ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
+        == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    res = PyObject_CallFunction(ngx_http_pyexec_restore, "sy#O",
+                                (char *) path, (char *) s->id,
+                                (Py_ssize_t) s->id_len,
+                                ngx_http_pyexec_init_code);
+
+    if (res == Py_None) {
+        Py_DECREF(res);
+        return NGX_DECLINED;
+    }
+
+    if (res == NULL || !PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 4) {
+        PyErr_Fetch(&type, &exc, &tb);
+        PyErr_NormalizeException(&type, &exc, &tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        msg = exc ? PyObject_Str(exc) : NULL;
+        why = msg ? PyUnicode_AsUTF8(msg) : NULL;
+        if (why == NULL) {
+            PyErr_Clear();
+            why = "checkpoint unusable";
+        }
+
+        *ngx_snprintf(t->gone, sizeof(t->gone) - 1, "session lost: %s",
+                      why) = '\0';
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "pyexec: session \"%*s\" not restored from \"%s\": %s",
+                      s->id_len, s->id, path, why);
+
+        Py_XDECREF(msg);
+        Py_XDECREF(exc);
+        Py_XDECREF(res);
+        return NGX_DECLINED;
+    }
+
+    s->ns = PyTuple_GET_ITEM(res, 0);
+    s->injected = PyTuple_GET_ITEM(res, 1);
+    Py_INCREF((PyObject *) s->ns);
+    Py_INCREF((PyObject *) s->injected);
+
+    t->restored_from = PyLong_AsSize_t(PyTuple_GET_ITEM(res, 2));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        t->restored_from = 0;
+    }
+
+    t->restored = PyTuple_GET_ITEM(res, 3);
+    Py_INCREF((PyObject *) t->restored);
+    t->was_restored = 1;
+    t->execution_count = t->restored_from + 1;
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "pyexec: session \"%*s\" restored at execution %ui",
+                  s->id_len, s->id, t->restored_from);
+
+    Py_DECREF(res);
+
+    return NGX_OK;
+}
+
+
+/*
+ * POST /sessions/{id}/rollback: the state before the last cell, from the
+ * session's checkpoint or the one before (bootstrap.py rollback()); 404
+ * when neither is that state.
+ */
+
+static void
+ngx_http_pyexec_interp_rollback(ngx_http_pyexec_task_t *t, ngx_log_t *log)
+{
+    u_char                      path[NGX_MAX_PATH];
+    PyObject                   *res;
+    ngx_http_pyexec_json_t      j;
+    ngx_http_pyexec_session_t  *s = t->session;
+
+    t->status = NGX_HTTP_NOT_FOUND;
+
+    if (s->ns == NULL || t->execution_count == 0
+        || ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
+           == NULL)
+    {
+        return;
+    }
+
+    res = PyObject_CallFunction(ngx_http_pyexec_rollback, "OOsy#nOn",
+                                (PyObject *) s->ns, (PyObject *) s->injected,
+                                (char *) path, (char *) s->id,
+                                (Py_ssize_t) s->id_len,
+                                (Py_ssize_t) t->execution_count,
+                                ngx_http_pyexec_init_code,
+                                (Py_ssize_t)
+                                ngx_http_pyexec_proc.pmcf->checkpoint_max);
+    if (res == NULL) {
+        ngx_http_pyexec_interp_log_error(log, "rollback()");
+        t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return;
+    }
+
+    if (res == Py_None || !PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 4) {
+        Py_DECREF(res);
+        return;
+    }
+
+    Py_DECREF((PyObject *) s->ns);
+    Py_DECREF((PyObject *) s->injected);
+    s->ns = PyTuple_GET_ITEM(res, 0);
+    s->injected = PyTuple_GET_ITEM(res, 1);
+    Py_INCREF((PyObject *) s->ns);
+    Py_INCREF((PyObject *) s->injected);
+
+    t->restored_from = PyLong_AsSize_t(PyTuple_GET_ITEM(res, 2));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        t->restored_from = 0;
+    }
+
+    t->restored = PyTuple_GET_ITEM(res, 3);
+    Py_INCREF((PyObject *) t->restored);
+    t->was_restored = 1;
+
+    Py_DECREF(res);
+
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        Py_CLEAR(t->restored);
+        t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return;
+    }
+
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "session_id", s->id, s->id_len);
+    ngx_http_pyexec_json_key(&j, "execution_count");
+    ngx_http_pyexec_json_int(&j, t->restored_from);
+    ngx_http_pyexec_interp_gen_restored(&j, t);
+    ngx_http_pyexec_json_map_close(&j);
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "pyexec: session \"%*s\" rolled back to execution %ui",
+                  s->id_len, s->id, t->restored_from);
+
+    t->json = j;
+    t->status = NGX_HTTP_OK;
+}
+
+
+/* "restored": {"from_execution": n, "lost": [{name, type, reason}]} */
+
+static void
+ngx_http_pyexec_interp_gen_restored(ngx_http_pyexec_json_t *j,
+    ngx_http_pyexec_task_t *t)
+{
+    PyObject    *item;
+    Py_ssize_t   i, n;
+
+    if (t->restored == NULL) {
+        return;
+    }
+
+    ngx_http_pyexec_json_key(j, "restored");
+    ngx_http_pyexec_json_map_open(j);
+    ngx_http_pyexec_json_key(j, "from_execution");
+    ngx_http_pyexec_json_int(j, t->restored_from);
+    ngx_http_pyexec_json_key(j, "lost");
+    ngx_http_pyexec_json_array_open(j);
+
+    n = PyList_Check((PyObject *) t->restored)
+        ? PyList_GET_SIZE((PyObject *) t->restored) : 0;
+
+    for (i = 0; i < n; i++) {
+        item = PyList_GET_ITEM((PyObject *) t->restored, i);
+
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            continue;
+        }
+
+        ngx_http_pyexec_json_map_open(j);
+        ngx_http_pyexec_json_key(j, "name");
+        (void) ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(item, 0));
+        ngx_http_pyexec_json_key(j, "type");
+        (void) ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(item, 1));
+        ngx_http_pyexec_json_key(j, "reason");
+        (void) ngx_http_pyexec_interp_gen_str(j, PyTuple_GET_ITEM(item, 2));
+        ngx_http_pyexec_json_map_close(j);
+    }
+
+    ngx_http_pyexec_json_array_close(j);
+    ngx_http_pyexec_json_map_close(j);
+
+    Py_CLEAR(t->restored);
+}
+
+
+/*
+ * exit_process, main thread: the interpreter thread has ended (core's pool
+ * exit ran first), so the GIL is free unless a cell is stuck; every
+ * session changed since its checkpoint is written now (reload, quit).
+ */
+
+void
+ngx_http_pyexec_interp_checkpoint_all(void)
+{
+    ngx_queue_t                *q;
+    PyGILState_STATE            gs;
+    ngx_http_pyexec_session_t  *s;
+
+    if (ngx_http_pyexec_proc.pmcf == NULL
+        || ngx_http_pyexec_proc.pmcf->state_dir.len == 0
+        || !ngx_http_pyexec_proc.ready || ngx_http_pyexec_proc.failed
+        || ngx_http_pyexec_running_seq != 0
+        || ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE
+        || getpid() != ngx_pid
+        || ngx_http_pyexec_proc.lru.next == NULL)
+    {
+        return;
+    }
+
+    gs = PyGILState_Ensure();
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_proc.lru);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
+
+        if (s->dirty && s->ns) {
+            ngx_http_pyexec_interp_checkpoint_one(s, s->execution_count,
+                                                  ngx_cycle->log);
+        }
+    }
+
+    PyGILState_Release(gs);
 }
 
 
@@ -411,6 +779,9 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     ngx_http_pyexec_close_session = PyDict_GetItemString(dict,
                                                          "close_session");
     ngx_http_pyexec_reap = PyDict_GetItemString(dict, "reap");
+    ngx_http_pyexec_checkpoint = PyDict_GetItemString(dict, "checkpoint");
+    ngx_http_pyexec_restore = PyDict_GetItemString(dict, "restore");
+    ngx_http_pyexec_rollback = PyDict_GetItemString(dict, "rollback");
     ngx_http_pyexec_timeout_exc = PyDict_GetItemString(dict, "TimeoutError");
     setup = PyDict_GetItemString(dict, "setup");
 
@@ -418,6 +789,9 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
         || ngx_http_pyexec_variables == NULL
         || ngx_http_pyexec_close_session == NULL
         || ngx_http_pyexec_reap == NULL
+        || ngx_http_pyexec_checkpoint == NULL
+        || ngx_http_pyexec_restore == NULL
+        || ngx_http_pyexec_rollback == NULL
         || ngx_http_pyexec_timeout_exc == NULL || setup == NULL)
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0, "pyexec: bootstrap incomplete");
@@ -429,6 +803,9 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     Py_INCREF(ngx_http_pyexec_variables);
     Py_INCREF(ngx_http_pyexec_close_session);
     Py_INCREF(ngx_http_pyexec_reap);
+    Py_INCREF(ngx_http_pyexec_checkpoint);
+    Py_INCREF(ngx_http_pyexec_restore);
+    Py_INCREF(ngx_http_pyexec_rollback);
     Py_INCREF(ngx_http_pyexec_timeout_exc);
 
     handler = PyCFunction_New(&ngx_http_pyexec_methods[0], NULL);
@@ -556,6 +933,17 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         Py_XDECREF(res);
         Py_CLEAR(s->ns);
         Py_CLEAR(s->injected);
+
+        ngx_http_pyexec_interp_checkpoint_remove(s, log);
+        break;
+
+    case NGX_HTTP_PYEXEC_OP_CHECKPOINT:
+        ngx_http_pyexec_interp_checkpoint_one(t->session,
+                                              t->execution_count, log);
+        break;
+
+    case NGX_HTTP_PYEXEC_OP_ROLLBACK:
+        ngx_http_pyexec_interp_rollback(t, log);
         break;
 
     case NGX_HTTP_PYEXEC_OP_REAP:
@@ -633,6 +1021,26 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t,
         return NGX_OK;
     }
 
+    if (t->restore) {
+        switch (ngx_http_pyexec_interp_restore(t, log)) {
+
+        case NGX_OK:
+            return NGX_OK;
+
+        case NGX_DECLINED:          /* no checkpoint */
+            t->not_found = 1;
+
+            if (t->lost || t->op != NGX_HTTP_PYEXEC_OP_EXECUTE) {
+                return NGX_DECLINED;
+            }
+
+            break;                  /* a new session of that name */
+
+        default:                    /* unusable: t->gone says why */
+            return NGX_DECLINED;
+        }
+    }
+
     res = PyObject_CallFunctionObjArgs(ngx_http_pyexec_new_session,
                                        ngx_http_pyexec_init_code, NULL);
     if (res == NULL) {
@@ -673,7 +1081,16 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     code = NULL;
     j.g = NULL;
 
-    if (ngx_http_pyexec_interp_ensure_ns(t, log) != NGX_OK) {
+    switch (ngx_http_pyexec_interp_ensure_ns(t, log)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        t->status = NGX_HTTP_GONE;      /* lost, no usable checkpoint */
+        return;
+
+    default:
         goto failed;
     }
 
@@ -744,6 +1161,7 @@ failed:
 
     Py_XDECREF(res);
     Py_XDECREF(code);
+    Py_CLEAR(t->restored);
 
     t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
@@ -907,6 +1325,8 @@ ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
     ngx_http_pyexec_json_key(j, "truncated");
     ngx_http_pyexec_json_bool(j,
                               PyObject_IsTrue(PyTuple_GET_ITEM(res, 9)) == 1);
+
+    ngx_http_pyexec_interp_gen_restored(j, t);
 
     ngx_http_pyexec_json_map_close(j);
 
@@ -1151,6 +1571,22 @@ ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     ngx_http_pyexec_json_t      j;
     ngx_http_pyexec_session_t  *s = t->session;
 
+    if (s->ns == NULL && t->restore) {
+        switch (ngx_http_pyexec_interp_ensure_ns(t, log)) {
+
+        case NGX_OK:
+            break;
+
+        case NGX_DECLINED:
+            t->status = NGX_HTTP_GONE;      /* or 404: the event loop */
+            return;
+
+        default:
+            t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return;
+        }
+    }
+
     if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "pyexec: yajl_gen_alloc() failed");
         t->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1189,6 +1625,7 @@ ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     ngx_http_pyexec_json_array_close(&j);
     ngx_http_pyexec_json_key(&j, "created_at");
     ngx_http_pyexec_json_iso8601(&j, s->created_at);
+    ngx_http_pyexec_interp_gen_restored(&j, t);
     ngx_http_pyexec_json_map_close(&j);
 
     /* a failed write goes on to send_json(), which answers 500 */

@@ -222,7 +222,7 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
-        rc = ngx_http_pyexec_route_path_id(r, NULL, &ctx->id);
+        rc = ngx_http_pyexec_route_path_id(r, NULL, &ctx->id, NULL);
 
         if (rc == NGX_ABORT) {
             rc = NGX_DECLINED;      /* not routed on: a new id */
@@ -320,7 +320,7 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
 
 ngx_int_t
 ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *prefix,
-    ngx_str_t *id)
+    ngx_str_t *id, ngx_uint_t *rollback)
 {
     u_char     *p, *last, *dst;
     ngx_str_t   sessions = ngx_string("/sessions");
@@ -370,6 +370,24 @@ ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *prefix,
     id->data = dst;
     ngx_unescape_uri(&dst, &p, last - p, 0);
     id->len = dst - id->data;
+
+    /* POST /sessions/{id}/rollback (ids may hold "/": only for POST) */
+
+    if (rollback) {
+        *rollback = 0;
+    }
+
+    if (r->method == NGX_HTTP_POST
+        && id->len > sizeof("/rollback") - 1
+        && ngx_strncmp(id->data + id->len - (sizeof("/rollback") - 1),
+                       "/rollback", sizeof("/rollback") - 1) == 0)
+    {
+        id->len -= sizeof("/rollback") - 1;
+
+        if (rollback) {
+            *rollback = 1;
+        }
+    }
 
     if (!ngx_http_pyexec_id_is_valid(id->data, id->len)) {
         return NGX_ABORT;

@@ -18,7 +18,7 @@ ngx_int_t ngx_http_pyexec_route_header_id(ngx_http_request_t *r,
     ngx_str_t *id);
 ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
-    ngx_str_t *prefix, ngx_str_t *id);
+    ngx_str_t *prefix, ngx_str_t *id, ngx_uint_t *rollback);
 ngx_int_t ngx_http_pyexec_gather_handler(ngx_http_request_t *r);
 
 

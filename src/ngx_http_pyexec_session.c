@@ -29,6 +29,7 @@
 static ngx_int_t ngx_http_pyexec_session_grow(void);
 static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
+static void ngx_http_pyexec_session_checkpointed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyexec_session_minted_before(u_char *id,
     size_t len);
@@ -318,6 +319,64 @@ ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
 
     (void) ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_DESTROY, s,
                                             ngx_http_pyexec_session_destroyed);
+}
+
+
+/*
+ * Durable sessions: once no request task is in flight, every session
+ * changed since its checkpoint gets a CHECKPOINT task of its own, so a
+ * cell that arrives meanwhile waits behind at most one checkpoint.
+ */
+
+void
+ngx_http_pyexec_session_checkpoint_idle(void)
+{
+    ngx_queue_t                *q;
+    ngx_http_pyexec_session_t  *s;
+
+    if (ngx_http_pyexec_proc.pmcf->state_dir.len == 0
+        || !ngx_http_pyexec_task_idle() || ngx_exiting
+        || ngx_http_pyexec_proc.stopping)
+    {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_proc.lru);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
+
+        if (!s->dirty || s->checkpointing || s->ns == NULL) {
+            continue;
+        }
+
+        if (ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_CHECKPOINT,
+                                             s,
+                                             ngx_http_pyexec_session_checkpointed)
+            != NGX_OK)
+        {
+            return;                 /* tried again after the next cell */
+        }
+
+        s->dirty = 0;
+        s->checkpointing = 1;
+        s->refs++;
+    }
+}
+
+
+static void
+ngx_http_pyexec_session_checkpointed(ngx_event_t *ev)
+{
+    ngx_thread_task_t          *task = ev->data;
+    ngx_http_pyexec_task_t     *t = task->ctx;
+    ngx_http_pyexec_session_t  *s = t->session;
+
+    ngx_free(task);
+
+    s->checkpointing = 0;
+    ngx_http_pyexec_session_release(s);
 }
 
 

@@ -25,6 +25,10 @@ struct ngx_http_pyexec_session_s {
     time_t                       last_used;
     uint32_t                     hash;
     unsigned                     in_table:1;
+    unsigned                     dirty:1;       /* changed since its checkpoint */
+    unsigned                     checkpointing:1;
+    unsigned                     restore:1;     /* try its checkpoint first */
+    unsigned                     lost:1;        /* minted before this worker */
     size_t                       id_len;
     u_char                       id[1];
 };
@@ -42,6 +46,7 @@ void ngx_http_pyexec_session_touch(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_mint(u_char *out);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
 void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
+void ngx_http_pyexec_session_checkpoint_idle(void);
 
 
 #endif /* _NGX_HTTP_PYEXEC_SESSION_H_INCLUDED_ */

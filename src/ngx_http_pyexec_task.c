@@ -96,6 +96,15 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
 }
 
 
+/* no request task in flight: a checkpoint cannot delay a queued cell */
+
+ngx_uint_t
+ngx_http_pyexec_task_idle(void)
+{
+    return ngx_queue_empty(&ngx_http_pyexec_tasks);
+}
+
+
 /*
  * A server-side task (a session's release, reaping children): heap memory,
  * the ngx_thread_task_t followed by its ngx_http_pyexec_task_t; `done`
@@ -119,6 +128,7 @@ ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,
     t = (ngx_http_pyexec_task_t *) (task + 1);
     t->op = op;
     t->session = s;
+    t->execution_count = s ? s->execution_count : 0;
     t->log = log;
 
     task->ctx = t;

@@ -17,7 +17,9 @@ typedef enum {
     NGX_HTTP_PYEXEC_OP_EXECUTE = 0,
     NGX_HTTP_PYEXEC_OP_VARIABLES,
     NGX_HTTP_PYEXEC_OP_DESTROY,
-    NGX_HTTP_PYEXEC_OP_REAP
+    NGX_HTTP_PYEXEC_OP_REAP,
+    NGX_HTTP_PYEXEC_OP_CHECKPOINT,
+    NGX_HTTP_PYEXEC_OP_ROLLBACK
 } ngx_http_pyexec_op_e;
 
 
@@ -39,13 +41,19 @@ struct ngx_http_pyexec_task_s {
     ngx_uint_t                   seq;
     ngx_uint_t                   execution_count;
     ngx_msec_t                   timeout;
-    unsigned                     init_session:1;
+    unsigned                     restore:1;   /* try the checkpoint */
+    unsigned                     lost:1;      /* none: 410, not a new one */
 
     /* written by the thread, read after completion */
     volatile uint64_t            started_ms;
     volatile ngx_uint_t          finished;
     ngx_http_pyexec_json_t       json;        /* response; json.g NULL: none */
     ngx_int_t                    status;
+    void                        *restored;    /* lost names (Python list) */
+    ngx_uint_t                   restored_from;
+    u_char                       gone[160];   /* why no restore: 410 */
+    ngx_uint_t                   not_found;   /* no checkpoint to restore */
+    ngx_uint_t                   was_restored;
 
     /* event loop only */
     ngx_event_t                  timer;
@@ -59,6 +67,7 @@ struct ngx_http_pyexec_task_s {
 
 ngx_http_pyexec_task_t *ngx_http_pyexec_task_alloc(ngx_pool_t *pool);
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);
+ngx_uint_t ngx_http_pyexec_task_idle(void);
 ngx_int_t ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,
     ngx_http_pyexec_session_t *s, ngx_event_handler_pt done);
 

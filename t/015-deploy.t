@@ -8,7 +8,7 @@
 use strict;
 use warnings;
 
-use Test::More tests => 15;
+use Test::More tests => 17;
 use Time::HiRes qw(sleep);
 use File::Path qw(make_path remove_tree);
 use Cwd qw(abs_path);
@@ -23,9 +23,10 @@ my $root = abs_path('.') . "/t/servroot-deploy";
 
 my $json = `/usr/bin/python3 -c 'import json, yaml; print(json.dumps(yaml.safe_load(open("docker-compose.yml"))))'`;
 ok($? == 0 && $json =~ /^\{/, 'docker-compose.yml parses');
-my ($svc) = $json =~ /"services": \{"pyexec": (\{.*\})\}\}$/;
+my ($svc) = $json =~ /"services": \{"pyexec": (\{.*\})\}(?:, "volumes": \{.*\})?\}$/;
 like($svc // '', qr/"ports": \["127\.0\.0\.1:8123:8123"\]/, 'published on 127.0.0.1:8123 only');
-like($svc // '', qr/"volumes": \["[^"]+:\/app\/custom_data:ro"\]/, 'the data folder is mounted read-only by default');
+like($svc // '', qr/"volumes": \["[^"]+:\/app\/custom_data:ro"/, 'the data folder is mounted read-only by default');
+like($svc // '', qr/"pyexec-state:\/app\/state"/, 'the state folder is a volume: checkpoints outlive the container');
 like($svc // '', qr/"healthcheck": \{"test": \[[^\]]*\/health/, 'healthcheck on /health');
 like($svc // '', qr/"restart": "unless-stopped"/, 'restart policy');
 
@@ -37,6 +38,7 @@ my $dockerfile = do { local $/; <$df> };
 like($dockerfile, qr/^FROM debian:bookworm-slim$/m, 'debian:bookworm-slim');
 like($dockerfile, qr/^RUN make build\b/m, 'installs and builds with make, as make run does');
 like($dockerfile, qr/DATA_DIR=\/app\/custom_data/, 'the data folder is /app/custom_data');
+like($dockerfile, qr/STATE_DIR=\/app\/state/, 'the state folder is /app/state');
 like($dockerfile, qr/^RUN .*make data DOWNLOAD_DIR=\/app\/downloaded_data/m, 'the build downloads the datasets (make data)');
 my ($cmd) = $dockerfile =~ /^CMD \["sh", "-c", "(.*)"\]$/m;
 ok($cmd, 'CMD found');
@@ -58,6 +60,7 @@ if ($pid == 0) {
     $ENV{PORT} = $port;
     $ENV{LISTEN} = '127.0.0.1';
     $ENV{DATA_DIR} = "$root/data";
+    $ENV{STATE_DIR} = "$root/state";
     $ENV{SOCK_DIR} = "$root/sock";
     open STDERR, '>', "$root/logs/stderr.log";
     open STDOUT, '>', "$root/logs/stdout.log";

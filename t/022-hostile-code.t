@@ -263,14 +263,20 @@ while (time < $deadline) {
 SKIP: {
     skip 'the worker survived the deep repr (a bigger C stack)', 5 unless $crashed;
     pass("worker 1 died of it and was respawned");
-    for my $id ($keep[1], $named) {
-        my ($s) = $ng->execute("x", $id);
-        is($s, 410, "its client-named session \"$id\" answers 410");
-    }
-    ($st) = $ng->execute("x", $minted1);
-    is($st, 410, 'its minted session answers 410');
+    # durable sessions: what the crashed worker held comes back from the
+    # checkpoints written after each cell
+    my ($s, $b) = $ng->execute("kept", $keep[1]);
+    ok($s == 200 && $b =~ /"result":"w1".*"restored":\{/,
+       "its client-named session \"$keep[1]\" is restored with its state");
+    ($s, $b) = $ng->execute("x", $named);
+    ok($s == 200 && $b =~ /"result":1,.*"restored":\{/,
+       "its client-named session \"$named\" is restored with its state");
+    ($s, $b) = $ng->execute("x", $minted1);
+    ok($s == 200 && $b =~ /"result":1,.*"restored":\{/,
+       'its minted session is restored with its state');
     ($st, $body) = run($named, "x = 2\nx");
-    ok($st == 200 && $body =~ /"result":2/, 'said once: the name then starts afresh');
+    ok($st == 200 && $body =~ /"result":2/ && $body !~ /"restored"/,
+       'then it runs on as before');
 }
 ($st, $body) = run($keep[0], "kept");
 like($body, qr/"result":"w0"/, 'the other worker\'s session still has its state');
@@ -287,8 +293,9 @@ while (time < $deadline) {
     sleep 0.1;
 }
 ok($respawned, 'a segfault in a cell: the worker is respawned and answers');
-($st) = run($keep[1], "kept");
-is($st, 410, '... its sessions answer 410 again');
+($st, $body) = run($keep[1], "kept");
+ok($st == 200 && $body =~ /"result":"w1".*"restored":\{/,
+   '... its sessions are restored again');
 run($keep[1], "kept = 'w1'");
 ($st, $body) = run($keep[0], "kept");
 like($body, qr/"result":"w0"/, '... the other worker\'s session untouched');

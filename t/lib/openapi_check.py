@@ -96,6 +96,12 @@ calls = [
     ("/sessions", "get", "/sessions", None, None, "example"),
     ("/sessions/{session_id}", "get", "/sessions/demo", None, None,
      "example"),
+    ("/execute", "post", "/execute", {"code": "y = 1", "session_id": "demo"},
+     None, "a second cell"),
+    ("/sessions/{session_id}/rollback", "post", "/sessions/demo/rollback",
+     b"", None, "example"),
+    ("/sessions/{session_id}/rollback", "post", "/sessions/demo/rollback",
+     b"", None, "nothing to undo"),
     ("/sessions/{session_id}", "delete", "/sessions/demo", None, None,
      "example"),
     # errors

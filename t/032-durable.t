@@ -1,0 +1,200 @@
+# vim:set ft= ts=4 sw=4 et fdm=marker:
+# Durable sessions (API.md 2.7) on the shipped nginx.conf: a session built
+# with a number, a DataFrame, an instance of a cell-defined class, a fitted
+# scikit-learn model, an open file and a generator comes back after
+# `nginx -s reload`, after kill -9 of its worker and after its worker is
+# recycled by a neighbour's stuck C call: every picklable value equal, the
+# file and the generator listed as lost.  A torn checkpoint and another
+# session's checkpoint are refused with a clear 410; DELETE removes the
+# checkpoint; a state folder others can write stops the start.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(sleep time);
+use Digest::MD5 qw(md5_hex);
+use Cwd qw(abs_path);
+use lib 't/lib';
+use Pyexec::Cells;
+use Pyexec::Instance;
+use Pyexec::Shipped;
+
+my $c = Pyexec::Cells->new(name => 'durable', port_offset => 17,
+    allow_alerts => [qr/\[alert\].*worker process \d+ exited on signal 9/,
+                     qr/\[alert\].*pyexec: cell \d+ did not stop \d+ ms after its time limit/,
+                     qr/\[alert\].*pyexec: worker exits to be replaced/]);
+my $ng = $c->ng;
+my $root = $ng->root;
+ok($c->start, 'the shipped nginx.conf starts with two workers');
+
+my $state = "$root/state";
+my @st = stat $state;
+ok(@st && ($st[2] & 07777) == 0700, sprintf('the state folder is private (%o)', $st[2] & 07777));
+
+sub ckpt { "$state/" . md5_hex($_[0]) . ".ckpt" }
+
+sub wait_ckpt {
+    my ($sid) = @_;
+    for (1 .. 200) { return 1 if -s ckpt($sid); sleep 0.025 }
+    return 0;
+}
+
+my $build = <<'_PY_';
+import pandas as pd
+import numpy as np
+from sklearn.linear_model import LinearRegression
+x = 41
+df = pd.DataFrame({"a": np.arange(1000), "b": np.arange(1000) * 0.5})
+class Point:
+    def __init__(self, v):
+        self.v = v
+    def double(self):
+        return 2 * self.v
+p = Point(21)
+m = LinearRegression().fit(df[["a"]], df["b"])
+f = open("/etc/hostname")
+g = (i for i in range(3))
+_PY_
+
+my $check = 'print(x, int(df.b.sum() * 2), p.double(), round(float(m.coef_[0]), 6), '
+            . 'type(p).__name__, "f" in globals(), "g" in globals())';
+
+my $sid = $c->id_on(0, 'durable');
+my ($r, $code) = $c->cell($sid, $build, timeout => 60);
+ok($r && $r->{success}, 'the session is built') or diag(explain $r);
+($r) = $c->cell($sid, $check);
+my $want = $r->{stdout};
+is($want, "41 499500 42 0.5 Point True True\n", 'its values');
+ok(wait_ckpt($sid), 'a checkpoint is written after the cell');
+
+sub lost_names {
+    my ($r) = @_;
+    return join ',', sort map { $_->{name} } @{ $r->{restored}{lost} // [] };
+}
+
+# --- nginx -s reload --------------------------------------------------------
+
+my @before = $ng->children();
+ok($ng->signal('HUP'), 'reload');
+for (1 .. 200) {
+    my @now = $ng->children();
+    last if @now == 2 && !grep { my $o = $_; grep { $_ == $o } @before } @now;
+    sleep 0.05;
+}
+Pyexec::Shipped::wait_workers($ng);
+
+($r, $code) = $c->cell($sid, $check);
+is($code, 200, 'after the reload the session answers');
+ok($r->{restored}, '... restored from its checkpoint') or diag(explain $r);
+is($r->{restored}{from_execution}, 2, '... at the execution it had reached');
+is($r->{stdout}, "41 499500 42 0.5 Point False False\n",
+   '... every picklable value equal, the cell-defined class included');
+is(lost_names($r), 'f,g', '... the open file and the generator listed as lost');
+my %why = map { $_->{name} => "$_->{type}: $_->{reason}" } @{ $r->{restored}{lost} };
+like($why{f}, qr/^TextIOWrapper: an open file/, '... with type and reason (file)');
+like($why{g}, qr/^generator: .*pickle/, '... with type and reason (generator)');
+is($r->{execution_count}, 3, 'the execution count goes on from there');
+
+# --- kill -9 of its worker ----------------------------------------------------
+
+($r) = $c->cell($sid, "x += 1\n$check");
+like($r->{stdout}, qr/^42 /, 'a cell after the restore');
+ok(wait_ckpt($sid), 'checkpointed');
+sleep 0.5;
+my (undef, undef, undef, $pid) = $c->cell($sid, "1");
+sleep 0.5;
+kill 'KILL', $pid;
+my $back;
+for (1 .. 200) {
+    ($r, $code) = $c->cell($sid, $check);
+    if ($code == 200) { $back = 1; last }
+    sleep 0.05;
+}
+ok($back, 'after kill -9 of its worker the session answers');
+is($r->{stdout}, "42 499500 42 0.5 Point False False\n", '... with its values');
+ok($r->{restored}, '... restored');
+
+# --- a neighbour's stuck C call recycles the worker ------------------------
+
+($r) = $c->cell($sid, "x += 1\n$check");
+ok(wait_ckpt($sid), 'checkpointed again');
+sleep 0.5;
+my $stuck = $c->id_on(0, 'stuck');
+($r, $code) = $c->cell($stuck, "sum(range(10**12))", timeout => 0.5);
+is($code, 504, 'a stuck C call on the same worker: 504');
+$back = 0;
+for (1 .. 400) {
+    ($r, $code) = $c->cell($sid, $check);
+    if ($code == 200) { $back = 1; last }
+    sleep 0.05;
+}
+ok($back && $r->{stdout} eq "43 499500 42 0.5 Point False False\n" && $r->{restored},
+   'after the recycle the other session is restored with its values')
+    or diag(explain $r);
+
+# --- a torn checkpoint, another session's checkpoint ---------------------------
+
+my $torn = $c->id_on(0, 'torn');
+my $foreign = $c->id_on(0, 'foreign');
+(undef, undef, undef, $pid) = $c->cell($torn, "t = 1");
+$c->cell($foreign, "y = 2");
+ok(wait_ckpt($torn) && wait_ckpt($foreign), 'two more sessions checkpointed');
+sleep 0.5;
+{
+    open my $fh, '+<', ckpt($torn) or die $!;
+    truncate $fh, (-s ckpt($torn)) / 2;
+    close $fh;
+}
+system('cp', ckpt($sid), ckpt($foreign)) == 0 or die "cp";
+kill 'KILL', $pid;
+for (1 .. 200) { ((undef, $code) = $c->cell($c->id_on(0, 'up'), "1")); last if $code == 200; sleep 0.05 }
+
+my ($st, $body) = $ng->execute("t", $torn);
+is($st, 410, 'a torn checkpoint: 410');
+like($body, qr/"detail":"session lost: checkpoint unreadable/, '... saying why');
+($st, $body) = $ng->execute("y", $foreign);
+is($st, 410, "another session's checkpoint: 410");
+like($body, qr/"detail":"session lost: checkpoint of another session"/, '... saying why');
+like($c->log_after_start, qr/\[error\].*not restored from .*checkpoint unreadable/,
+     'the refusal is logged');
+($st, $body) = $ng->execute("1 + 1", $sid);
+is($st, 200, 'the worker did not crash');
+
+# --- one step of undo -----------------------------------------------------------
+
+($r) = $c->cell($sid, "del df");
+ok($r && $r->{success}, 'del df');
+ok(wait_ckpt($sid), 'checkpointed');
+sleep 0.5;
+($st, $body) = $ng->http('POST', "/sessions/$sid/rollback");
+is($st, 200, 'POST /sessions/{id}/rollback');
+like($body, qr/^\{"session_id":"\Q$sid\E","execution_count":\d+,"restored":/, '... says where it went back to');
+($r) = $c->cell($sid, "int(df.b.sum() * 2), x");
+is($r->{value}, '(499500, 43)', 'rollback undoes del df');
+($st, $body) = $ng->http('POST', "/sessions/$sid/rollback");
+($st, $body) = $ng->http('POST', "/sessions/$sid/rollback");
+is($st, 404, 'one step only: then nothing to undo');
+is($body, '{"detail":"nothing to undo"}', '... says so');
+
+# --- DELETE removes the checkpoint ------------------------------------------
+
+ok(-e ckpt($sid), 'the checkpoint is there');
+($st) = $ng->http('DELETE', "/sessions/$sid");
+is($st, 200, 'DELETE');
+my $gone = 0;
+for (1 .. 200) { if (!-e ckpt($sid)) { $gone = 1; last } sleep 0.025 }
+ok($gone, '... removes its checkpoint');
+
+$c->stop;
+
+# --- a state folder others can write stops the start ------------------------
+
+chmod 0777, $state;
+my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+my $out = `$bin -p $root/ -c $root/conf/nginx.conf -e $root/logs/bad.log 2>&1`;
+isnt($?, 0, 'a world-writable state folder: nginx does not start');
+$out .= `cat $root/logs/bad.log $root/logs/error.log 2>/dev/null`;
+like($out, qr/\[emerg\].*pyexec_state_dir .* is writable by others/, '... [emerg] saying why');
+
+done_testing();
