@@ -133,6 +133,7 @@ bench: deps-bench build
 	bench/run.sh
 	bench/upload.sh
 	bench/parallel.sh
+	bench/checkpoint.sh
 
 # SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
 soak: deps-bench build

@@ -31,6 +31,8 @@ static ngx_int_t ngx_http_pyexec_session_delete(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_session_rollback(ngx_http_request_t *r,
     ngx_str_t *id);
+static ngx_int_t ngx_http_pyexec_session_task(ngx_http_request_t *r,
+    ngx_http_pyexec_session_t *s, ngx_http_pyexec_op_e op);
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
@@ -318,7 +320,6 @@ static ngx_int_t
 ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
 {
     ngx_http_pyexec_json_t        j;
-    ngx_http_pyexec_task_t       *t;
     ngx_http_pyexec_session_t    *s;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
@@ -363,16 +364,29 @@ ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
         return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
     }
 
+    return ngx_http_pyexec_session_task(r, s, NGX_HTTP_PYEXEC_OP_VARIABLES);
+}
+
+
+/* a session's task other than a cell; the content handler's rc */
+
+static ngx_int_t
+ngx_http_pyexec_session_task(ngx_http_request_t *r,
+    ngx_http_pyexec_session_t *s, ngx_http_pyexec_op_e op)
+{
+    ngx_http_pyexec_task_t  *t;
+
     t = ngx_http_pyexec_task_alloc(r->pool);
     if (t == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    t->op = NGX_HTTP_PYEXEC_OP_VARIABLES;
+    t->op = op;
     t->r = r;
     t->log = r->connection->log;
     t->done = ngx_http_pyexec_task_done;
     t->session = s;
+    t->execution_count = s->execution_count;
     t->restore = s->restore && s->ns == NULL;
     t->lost = s->lost;
 
@@ -419,7 +433,6 @@ ngx_http_pyexec_session_delete(ngx_http_request_t *r, ngx_str_t *id)
 static ngx_int_t
 ngx_http_pyexec_session_rollback(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_http_pyexec_task_t       *t;
     ngx_http_pyexec_session_t    *s;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
@@ -435,28 +448,7 @@ ngx_http_pyexec_session_rollback(ngx_http_request_t *r, ngx_str_t *id)
                                            "nothing to undo");
     }
 
-    t = ngx_http_pyexec_task_alloc(r->pool);
-    if (t == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    t->op = NGX_HTTP_PYEXEC_OP_ROLLBACK;
-    t->r = r;
-    t->log = r->connection->log;
-    t->done = ngx_http_pyexec_task_done;
-    t->session = s;
-    t->execution_count = s->execution_count;
-
-    if (ngx_http_pyexec_task_post(t) != NGX_OK) {
-        return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "interpreter queue full");
-    }
-
-    s->refs++;
-    s->pending++;
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_pyexec_session_task(r, s, NGX_HTTP_PYEXEC_OP_ROLLBACK);
 }
 
 

@@ -74,6 +74,8 @@ static ngx_int_t ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t,
     ngx_log_t *log);
 static void ngx_http_pyexec_interp_rollback(ngx_http_pyexec_task_t *t,
     ngx_log_t *log);
+static void ngx_http_pyexec_interp_adopt(ngx_http_pyexec_task_t *t,
+    PyObject *res);
 static void ngx_http_pyexec_interp_gen_restored(ngx_http_pyexec_json_t *j,
     ngx_http_pyexec_task_t *t);
 static void *ngx_http_pyexec_interp_watch(void *data);
@@ -383,6 +385,32 @@ ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         return NGX_DECLINED;
     }
 
+    ngx_http_pyexec_interp_adopt(t, res);
+    t->execution_count = t->restored_from + 1;
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "pyexec: session \"%*s\" restored at execution %ui",
+                  s->id_len, s->id, t->restored_from);
+
+    Py_DECREF(res);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The session from restore() or rollback()'s (sess, injected, execution
+ * count, lost names): it replaces the session's namespace, if any; the
+ * task keeps the count and the lost names for the reply.
+ */
+
+static void
+ngx_http_pyexec_interp_adopt(ngx_http_pyexec_task_t *t, PyObject *res)
+{
+    ngx_http_pyexec_session_t  *s = t->session;
+
+    Py_XDECREF((PyObject *) s->ns);
+    Py_XDECREF((PyObject *) s->injected);
     s->ns = PyTuple_GET_ITEM(res, 0);
     s->injected = PyTuple_GET_ITEM(res, 1);
     Py_INCREF((PyObject *) s->ns);
@@ -397,15 +425,6 @@ ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     t->restored = PyTuple_GET_ITEM(res, 3);
     Py_INCREF((PyObject *) t->restored);
     t->was_restored = 1;
-    t->execution_count = t->restored_from + 1;
-
-    ngx_log_error(NGX_LOG_INFO, log, 0,
-                  "pyexec: session \"%*s\" restored at execution %ui",
-                  s->id_len, s->id, t->restored_from);
-
-    Py_DECREF(res);
-
-    return NGX_OK;
 }
 
 
@@ -451,22 +470,7 @@ ngx_http_pyexec_interp_rollback(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         return;
     }
 
-    Py_DECREF((PyObject *) s->ns);
-    Py_DECREF((PyObject *) s->injected);
-    s->ns = PyTuple_GET_ITEM(res, 0);
-    s->injected = PyTuple_GET_ITEM(res, 1);
-    Py_INCREF((PyObject *) s->ns);
-    Py_INCREF((PyObject *) s->injected);
-
-    t->restored_from = PyLong_AsSize_t(PyTuple_GET_ITEM(res, 2));
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        t->restored_from = 0;
-    }
-
-    t->restored = PyTuple_GET_ITEM(res, 3);
-    Py_INCREF((PyObject *) t->restored);
-    t->was_restored = 1;
+    ngx_http_pyexec_interp_adopt(t, res);
 
     Py_DECREF(res);
 
@@ -578,6 +582,103 @@ ngx_http_pyexec_interp_checkpoint_all(void)
     }
 
     PyGILState_Release(gs);
+}
+
+
+/*
+ * A worker recycled by a stuck cell, just before it exits: a helper thread
+ * takes the GIL -- it gets it when the stuck C call released it (a ctypes
+ * call, a blocking read), never when a C loop holds it -- and writes every
+ * changed session but the stuck one.  The event loop waits at most `wait`
+ * ms for it; the exit then ends the helper wherever it is.
+ */
+
+static volatile sig_atomic_t  ngx_http_pyexec_rescue_done;
+
+
+static void *
+ngx_http_pyexec_interp_rescue_thread(void *data)
+{
+    ngx_queue_t                *q;
+    PyGILState_STATE            gs;
+    ngx_http_pyexec_session_t  *s, *stuck = data;
+
+    gs = PyGILState_Ensure();
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_proc.lru);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
+
+        if (s->dirty && s->ns && s != stuck) {
+            ngx_http_pyexec_interp_checkpoint_one(s, s->execution_count,
+                                                  ngx_cycle->log);
+        }
+    }
+
+    PyGILState_Release(gs);
+
+    ngx_http_pyexec_rescue_done = 1;
+
+    return NULL;
+}
+
+
+void
+ngx_http_pyexec_interp_checkpoint_rescue(ngx_http_pyexec_session_t *stuck,
+    ngx_msec_t wait)
+{
+    ngx_uint_t                  n, dirty;
+    sigset_t                    all, old;
+    pthread_t                   tid;
+    ngx_queue_t                *q;
+    ngx_http_pyexec_session_t  *s;
+
+    if (ngx_http_pyexec_proc.pmcf->state_dir.len == 0
+        || !ngx_http_pyexec_proc.ready)
+    {
+        return;
+    }
+
+    dirty = 0;
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_proc.lru);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
+
+        if (s->dirty && s != stuck) {
+            dirty++;
+        }
+    }
+
+    if (dirty == 0) {
+        return;
+    }
+
+    (void) sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+
+    n = pthread_create(&tid, NULL, ngx_http_pyexec_interp_rescue_thread,
+                       stuck);
+
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (n != 0) {
+        return;
+    }
+
+    for (n = 0; n < wait / 10 && !ngx_http_pyexec_rescue_done; n++) {
+        (void) usleep(10000);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "pyexec: %s the %ui changed sessions before the exit",
+                  ngx_http_pyexec_rescue_done ? "checkpointed"
+                  : "could not checkpoint (the stuck cell holds the GIL)",
+                  dirty);
 }
 
 

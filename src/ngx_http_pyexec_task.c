@@ -31,6 +31,7 @@ static void ngx_http_pyexec_task_drain(ngx_event_t *ev);
 
 #define NGX_HTTP_PYEXEC_DRAIN_TICK   100
 #define NGX_HTTP_PYEXEC_DRAIN_MAX    60000
+#define NGX_HTTP_PYEXEC_RESCUE_WAIT  2000
 
 
 static ngx_queue_t  ngx_http_pyexec_tasks = {
@@ -40,6 +41,9 @@ static ngx_queue_t  ngx_http_pyexec_tasks = {
 static ngx_event_t       ngx_http_pyexec_drain_event;
 static ngx_connection_t  ngx_http_pyexec_drain_conn;  /* ev->data for logs */
 static ngx_msec_t        ngx_http_pyexec_drain_deadline;
+
+/* the stuck cell's session: its namespace is in use, never written */
+static ngx_http_pyexec_session_t  *ngx_http_pyexec_stuck_session;
 
 
 ngx_http_pyexec_task_t *
@@ -306,6 +310,7 @@ ngx_http_pyexec_task_recycle(ngx_http_pyexec_task_t *stuck, ngx_log_t *log)
 
     ngx_http_pyexec_proc.stopping = NGX_HTTP_PYEXEC_STOP_RECYCLE;
     stuck->stuck = 1;
+    ngx_http_pyexec_stuck_session = stuck->session;
 
     for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
          q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
@@ -461,6 +466,9 @@ ngx_http_pyexec_task_drain(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
                   "pyexec: worker exits to be replaced (%ui connections "
                   "cut)", busy);
+
+    ngx_http_pyexec_interp_checkpoint_rescue(ngx_http_pyexec_stuck_session,
+                                             NGX_HTTP_PYEXEC_RESCUE_WAIT);
 
     ngx_http_pyexec_socket_exit_process();
 

@@ -133,6 +133,35 @@ ok($back && $r->{stdout} eq "43 499500 42 0.5 Point False False\n" && $r->{resto
    'after the recycle the other session is restored with its values')
     or diag(explain $r);
 
+# --- a session changed while the worker was busy, then a stuck C call that
+#     releases the GIL: written just before the recycled worker exits
+
+my $busy = $c->id_on(0, 'busy');
+my $held = $c->id_on(0, 'held');
+my $s1 = $ng->send_req('POST', '/execute',
+    '{"code": "import time\ntime.sleep(1)\nz = 5", "session_id": "' . $busy . '"}',
+    { 'Content-Type' => 'application/json' });
+sleep 0.2;
+my $s2 = $ng->send_req('POST', '/execute',
+    '{"code": "import signal, ctypes\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN + 3])\nctypes.CDLL(None).sleep(30)", "session_id": "' . $held . '", "timeout": 0.5}',
+    { 'Content-Type' => 'application/json' });
+my ($st1) = Pyexec::Instance::read_resp($s1, 20);
+is($st1, 200, 'a cell that ends while a stuck one is queued behind it');
+ok(!-e ckpt($busy), '... is not checkpointed then (the worker is busy)');
+my ($st2) = Pyexec::Instance::read_resp($s2, 30);
+is($st2, 504, 'the stuck ctypes call: 504');
+$back = 0;
+for (1 .. 400) {
+    ($r, $code) = $c->cell($busy, "z");
+    if ($code == 200) { $back = 1; last }
+    sleep 0.05;
+}
+ok($back && ($r->{result} // '') eq '5' && $r->{restored},
+   'the recycled worker wrote it before it exited: restored')
+    or diag(explain $r);
+like($c->log_after_start, qr/checkpointed the 1 changed sessions before the exit/,
+     '... as its log says');
+
 # --- a torn checkpoint, another session's checkpoint ---------------------------
 
 my $torn = $c->id_on(0, 'torn');
