@@ -705,7 +705,8 @@ static ngx_int_t
 ngx_http_pyexec_no_interpreter(ngx_http_request_t *r)
 {
     return ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "the Python interpreter failed to start");
+                                       "the Python interpreter failed "
+                                       "to start");
 }
 
 

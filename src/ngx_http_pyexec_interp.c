@@ -691,8 +691,9 @@ ngx_http_pyexec_interp_checkpoint_rescue(ngx_http_pyexec_session_t *stuck,
  * nginx timer fires by then.  Each cell may run on for 500 ms after the
  * stop began (a reload's backlog of quick cells still completes); then
  * the watcher interrupts it (KeyboardInterrupt, again every 250 ms).  A
- * cell stuck in C code for a kill grace past that ends the process.  While a stuck cell recycles the worker, the drain
- * (task.c) owns the exit.
+ * cell stuck in C code for a kill grace past that ends the process.
+ * While a stuck cell recycles the worker, the drain (task.c) owns the
+ * exit.
  */
 
 static void

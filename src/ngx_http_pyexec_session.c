@@ -351,9 +351,8 @@ ngx_http_pyexec_session_checkpoint_idle(void)
             continue;
         }
 
-        if (ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_CHECKPOINT,
-                                             s,
-                                             ngx_http_pyexec_session_checkpointed)
+        if (ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_CHECKPOINT, s,
+                                      ngx_http_pyexec_session_checkpointed)
             != NGX_OK)
         {
             return;                 /* tried again after the next cell */

@@ -25,10 +25,10 @@ struct ngx_http_pyexec_session_s {
     time_t                       last_used;
     uint32_t                     hash;
     unsigned                     in_table:1;
-    unsigned                     dirty:1;       /* changed since its checkpoint */
+    unsigned                     dirty:1;     /* changed since checkpoint */
     unsigned                     checkpointing:1;
-    unsigned                     restore:1;     /* try its checkpoint first */
-    unsigned                     lost:1;        /* minted before this worker */
+    unsigned                     restore:1;   /* try its checkpoint first */
+    unsigned                     lost:1;      /* minted before this worker */
     size_t                       id_len;
     u_char                       id[1];
 };

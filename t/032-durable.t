@@ -217,6 +217,41 @@ ok($gone, '... removes its checkpoint');
 
 $c->stop;
 
+# --- pyexec_checkpoint_max, and eviction removes a checkpoint ---------------
+
+{
+    my $c2 = Pyexec::Cells->new(name => 'durable-cap', port_offset => 18,
+        http_extra => "    pyexec_checkpoint_max 1k;",
+        set => { pyexec_session_max => 2 },
+        allow_alerts => [qr/\[alert\].*worker process \d+ exited on signal 9/]);
+    my $ng2 = $c2->ng;
+    ok($c2->start, 'an instance with pyexec_checkpoint_max 1k, pyexec_session_max 2');
+    my $st2 = $ng2->root . '/state';
+    my $ck = sub { "$st2/" . md5_hex($_[0]) . ".ckpt" };
+    my $wait = sub { for (1 .. 200) { return 1 if -s $ck->($_[0]); sleep 0.025 } 0 };
+
+    my $big = $c2->id_on(0, 'big');
+    my (undef, undef, undef, $p2) = $c2->cell($big, "a = 'x' * 5000\nb = 1");
+    ok($wait->($big), 'checkpointed');
+    sleep 0.3;
+    kill 'KILL', $p2;
+    my $rr;
+    for (1 .. 200) { my $cc; ($rr, $cc) = $c2->cell($big, "b, 'a' in globals()"); last if $cc == 200; sleep 0.05 }
+    is($rr->{value}, '(1, False)', 'restored without the name over the cap');
+    my ($lost) = grep { $_->{name} eq 'a' } @{ $rr->{restored}{lost} // [] };
+    like($lost->{reason} // '', qr/over pyexec_checkpoint_max/, '... listed as lost, saying why');
+
+    my @ids = map { $c2->id_on(0, "evict$_") } 1 .. 3;
+    $c2->cell($ids[0], "v = 1");
+    ok($wait->($ids[0]), 'a first session checkpointed');
+    $c2->cell($ids[1], "v = 2");
+    $c2->cell($ids[2], "v = 3");
+    my $gone2 = 0;
+    for (1 .. 200) { if (!-e $ck->($ids[0])) { $gone2 = 1; last } sleep 0.025 }
+    ok($gone2, 'the session evicted past pyexec_session_max takes its checkpoint along');
+    $c2->stop;
+}
+
 # --- a state folder others can write stops the start ------------------------
 
 chmod 0777, $state;

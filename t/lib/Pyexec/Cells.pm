@@ -21,14 +21,16 @@ our $PYTHON = '/usr/bin/python3.11';
 my $json = JSON::PP->new->utf8->canonical;
 
 # Pyexec::Cells->new(name => 'parallel', port_offset => 11,
-#                    [allow_alerts => [qr/.../]])
+#                    [allow_alerts => [qr/.../]], [http_extra => '...'])
 sub new {
     my ($class, %o) = @_;
     $ENV{TEST_NGINX_LOAD_MODULES} or die "TEST_NGINX_LOAD_MODULES not set\n";
     my $port = ($ENV{TEST_NGINX_PORT} || 1984) + $o{port_offset};
     my $root = abs_path('.') . "/t/servroot-$o{name}";
     my $ng = Pyexec::Shipped::instance(root => $root, port => $port,
-                                       allow_alerts => $o{allow_alerts});
+                                       allow_alerts => $o{allow_alerts},
+                                       http_extra => $o{http_extra},
+                                       set => $o{set});
     return bless { ng => $ng, root => $root }, $class;
 }
 

@@ -39,7 +39,7 @@ sub wait_workers {
 }
 
 sub render {
-    my (%o) = @_;    # root, addr, port, mod, http_extra, state
+    my (%o) = @_;    # root, addr, port, mod, http_extra, state, set
     my $file = abs_path('.') . '/nginx.conf';
     open my $in, '<', $file or die "$file: $!";
     local $/;
@@ -61,6 +61,10 @@ sub render {
     my $repo = abs_path('.');
     $c =~ s{/opt/pyexec/}{$repo/}g;
     $c =~ s/^(\s*)access_log .*;$/$1access_log off;/m;
+    # directives of the shipped conf set to other values: set => {name => v}
+    for my $k (sort keys %{ $o{set} // {} }) {
+        $c =~ s/^(\s*\Q$k\E) .*;$/$1 $o{set}{$k};/m or die "no $k";
+    }
     # a state folder shared by several instances (hosts on shared storage)
     $c =~ s/^(\s*pyexec_state_dir) .*;$/$1 $o{state};/m or die "no state_dir"
         if $o{state};
