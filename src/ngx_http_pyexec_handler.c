@@ -42,6 +42,9 @@ static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static size_t ngx_http_pyexec_rss(void);
 
 
+static ngx_str_t  ngx_http_pyexec_deleted =
+    ngx_string("{\"message\":\"Session deleted\"}");
+
 static ngx_str_t  ngx_http_pyexec_healthy =
     ngx_string("{\"status\":\"healthy\"}");
 
@@ -410,6 +413,22 @@ ngx_http_pyexec_session_delete(ngx_http_request_t *r, ngx_str_t *id)
     ngx_http_pyexec_session_t  *s;
 
     s = ngx_http_pyexec_session_find(id->data, id->len);
+
+    if (s == NULL && ngx_http_pyexec_proc.pmcf->state_dir.len) {
+
+        /* not held here: its checkpoint, if any, goes (in the thread) */
+
+        s = ngx_http_pyexec_session_create(id->data, id->len,
+                                           r->connection->log);
+        if (s == NULL) {
+            return ngx_http_pyexec_full(r);
+        }
+
+        s->lost = ngx_http_pyexec_session_lost(id->data, id->len) ? 1 : 0;
+
+        return ngx_http_pyexec_session_task(r, s, NGX_HTTP_PYEXEC_OP_FORGET);
+    }
+
     if (s == NULL) {
         return ngx_http_pyexec_session_missing(r, id);
     }
@@ -594,6 +613,32 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
 
     if (t->restore) {
         s->restore = 0;             /* tried, in the thread */
+    }
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_FORGET && !t->abandoned) {
+        /* DELETE of a session held nowhere: its checkpoint was removed */
+
+        ngx_http_pyexec_session_remove(s);
+        ngx_http_pyexec_session_release(s);
+
+        if (c->error) {
+            ngx_http_pyexec_finalize(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+            return;
+        }
+
+        if (t->status == NGX_HTTP_OK) {
+            rc = ngx_http_pyexec_send(r, NGX_HTTP_OK, &ngx_http_pyexec_deleted);
+
+        } else if (t->lost) {
+            rc = ngx_http_pyexec_gone(r);
+
+        } else {
+            rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                             "Session not found");
+        }
+
+        ngx_http_pyexec_finalize(r, rc);
+        return;
     }
 
     if (t->was_restored) {

@@ -68,7 +68,7 @@ static u_char *ngx_http_pyexec_interp_checkpoint_path(
     ngx_http_pyexec_session_t *s, u_char *buf, size_t size);
 static void ngx_http_pyexec_interp_checkpoint_one(
     ngx_http_pyexec_session_t *s, ngx_uint_t count, ngx_log_t *log);
-static void ngx_http_pyexec_interp_checkpoint_remove(
+static ngx_int_t ngx_http_pyexec_interp_checkpoint_remove(
     ngx_http_pyexec_session_t *s, ngx_log_t *log);
 static ngx_int_t ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t,
     ngx_log_t *log);
@@ -308,21 +308,30 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
 }
 
 
-static void
+/* NGX_OK: a checkpoint was there and is gone; NGX_DECLINED: none */
+
+static ngx_int_t
 ngx_http_pyexec_interp_checkpoint_remove(ngx_http_pyexec_session_t *s,
     ngx_log_t *log)
 {
-    u_char  path[NGX_MAX_PATH];
+    u_char     path[NGX_MAX_PATH];
+    ngx_int_t  rc;
 
     if (ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
         == NULL)
     {
-        return;
+        return NGX_DECLINED;
     }
 
-    if (unlink((char *) path) == -1 && ngx_errno != NGX_ENOENT) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "pyexec: unlink(\"%s\") failed", path);
+    rc = NGX_OK;
+
+    if (unlink((char *) path) == -1) {
+        rc = NGX_DECLINED;
+
+        if (ngx_errno != NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                          "pyexec: unlink(\"%s\") failed", path);
+        }
     }
 
     (void) ngx_cpystrn(path + ngx_strlen(path), (u_char *) ".prev", 6);
@@ -331,6 +340,8 @@ ngx_http_pyexec_interp_checkpoint_remove(ngx_http_pyexec_session_t *s,
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
                       "pyexec: unlink(\"%s\") failed", path);
     }
+
+    return rc;
 }
 
 
@@ -1036,7 +1047,7 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         Py_CLEAR(s->ns);
         Py_CLEAR(s->injected);
 
-        ngx_http_pyexec_interp_checkpoint_remove(s, log);
+        (void) ngx_http_pyexec_interp_checkpoint_remove(s, log);
         break;
 
     case NGX_HTTP_PYEXEC_OP_CHECKPOINT:
@@ -1046,6 +1057,11 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 
     case NGX_HTTP_PYEXEC_OP_ROLLBACK:
         ngx_http_pyexec_interp_rollback(t, log);
+        break;
+
+    case NGX_HTTP_PYEXEC_OP_FORGET:
+        t->status = ngx_http_pyexec_interp_checkpoint_remove(t->session, log)
+                    == NGX_OK ? NGX_HTTP_OK : NGX_HTTP_NOT_FOUND;
         break;
 
     case NGX_HTTP_PYEXEC_OP_REAP:

@@ -206,6 +206,31 @@ is($r->{value}, '(499500, 43)', 'rollback undoes del df');
 is($st, 404, 'one step only: then nothing to undo');
 is($body, '{"detail":"nothing to undo"}', '... says so');
 
+# --- a reload writes what changed while the worker was busy ------------------
+
+{
+    my $a1 = $c->id_on(1, 'exitA');
+    my $b1 = $c->id_on(1, 'exitB');
+    my $sa = $ng->send_req('POST', '/execute',
+        '{"code": "import time\ntime.sleep(1)\nw = 7", "session_id": "' . $a1 . '"}',
+        { 'Content-Type' => 'application/json' });
+    sleep 0.2;
+    my $sb = $ng->send_req('POST', '/execute',
+        '{"code": "import time\ntime.sleep(3)", "session_id": "' . $b1 . '"}',
+        { 'Content-Type' => 'application/json' });
+    my ($sta) = Pyexec::Instance::read_resp($sa, 20);
+    is($sta, 200, 'a cell ends while another is queued behind it');
+    ok(!-e ckpt($a1), '... not checkpointed yet (the worker is busy)');
+    my @old = $ng->children();
+    $ng->signal('HUP');
+    my ($stb, $bb) = Pyexec::Instance::read_resp($sb, 20);
+    like($bb, qr/KeyboardInterrupt: the server is stopping/, 'the reload interrupts the running cell');
+    ok(wait_ckpt($a1), 'the old worker wrote the changed session as it left');
+    Pyexec::Shipped::wait_workers($ng);
+    my ($ra) = $c->cell($a1, "w");
+    ok(($ra->{result} // '') eq '7' && $ra->{restored}, '... and it is restored from there');
+}
+
 # --- DELETE removes the checkpoint ------------------------------------------
 
 ok(-e ckpt($sid), 'the checkpoint is there');
@@ -216,6 +241,7 @@ for (1 .. 200) { if (!-e ckpt($sid)) { $gone = 1; last } sleep 0.025 }
 ok($gone, '... removes its checkpoint');
 
 $c->stop;
+
 
 # --- pyexec_checkpoint_max, and eviction removes a checkpoint ---------------
 
