@@ -90,6 +90,7 @@ typedef struct {
     ngx_http_pyexec_session_t  **buckets;
     ngx_uint_t                   nbuckets;
     ngx_uint_t                   nsessions;
+    ngx_uint_t                   ndirty;      /* sessions not checkpointed */
     ngx_queue_t                  lru;
     ngx_event_t                  expire;
     time_t                       started;

@@ -35,6 +35,7 @@ static ngx_int_t ngx_http_pyexec_session_task(ngx_http_request_t *r,
     ngx_http_pyexec_session_t *s, ngx_http_pyexec_op_e op);
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
+static void ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_no_interpreter(ngx_http_request_t *r);
@@ -615,29 +616,11 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
         s->restore = 0;             /* tried, in the thread */
     }
 
-    if (t->op == NGX_HTTP_PYEXEC_OP_FORGET && !t->abandoned) {
-        /* DELETE of a session held nowhere: its checkpoint was removed */
-
-        ngx_http_pyexec_session_remove(s);
-        ngx_http_pyexec_session_release(s);
-
-        if (c->error) {
-            ngx_http_pyexec_finalize(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
-            return;
-        }
-
-        if (t->status == NGX_HTTP_OK) {
-            rc = ngx_http_pyexec_send(r, NGX_HTTP_OK, &ngx_http_pyexec_deleted);
-
-        } else if (t->lost) {
-            rc = ngx_http_pyexec_gone(r);
-
-        } else {
-            rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
-                                             "Session not found");
-        }
-
-        ngx_http_pyexec_finalize(r, rc);
+    if (!t->abandoned
+        && (t->op == NGX_HTTP_PYEXEC_OP_FORGET
+            || (t->status == NGX_HTTP_GONE && t->json.g == NULL)))
+    {
+        ngx_http_pyexec_unheld_done(t);
         return;
     }
 
@@ -646,7 +629,7 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
                              ? t->execution_count : t->restored_from;
 
         if (t->op == NGX_HTTP_PYEXEC_OP_ROLLBACK) {
-            s->dirty = 0;           /* rolled back to its checkpoint */
+            ngx_http_pyexec_session_dirty(s, 0);    /* its checkpoint now */
         }
     }
 
@@ -664,34 +647,7 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE && t->status == NGX_HTTP_OK
         && s->in_table && ngx_http_pyexec_proc.pmcf->state_dir.len)
     {
-        s->dirty = 1;
-    }
-
-    if (t->status == NGX_HTTP_GONE && t->json.g == NULL && !t->abandoned) {
-        /* not held here, and no usable checkpoint */
-
-        ngx_http_pyexec_session_remove(s);
-        ngx_http_pyexec_session_release(s);
-
-        if (c->error) {
-            ngx_http_pyexec_finalize(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
-            return;
-        }
-
-        if (t->gone[0]) {
-            rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_GONE,
-                                             (char *) t->gone);
-
-        } else if (t->lost) {
-            rc = ngx_http_pyexec_gone(r);
-
-        } else {
-            rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
-                                             "Session not found");
-        }
-
-        ngx_http_pyexec_finalize(r, rc);
-        return;
+        ngx_http_pyexec_session_dirty(s, 1);
     }
 
     if (c->error || ngx_http_pyexec_terminated(r)) {
@@ -733,6 +689,45 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
     ngx_http_pyexec_finalize(r, rc);
 
     ngx_http_pyexec_session_checkpoint_idle();
+}
+
+
+/*
+ * The end of a request for a session this worker did not hold that leaves
+ * it unheld: its checkpoint deleted (DELETE: 200), or none to restore
+ * (410 with the reason, 410 for a lost id, else 404).
+ */
+
+static void
+ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t)
+{
+    ngx_int_t                   rc;
+    ngx_http_request_t         *r = t->r;
+    ngx_http_pyexec_session_t  *s = t->session;
+
+    ngx_http_pyexec_session_remove(s);
+    ngx_http_pyexec_session_release(s);
+
+    if (r->connection->error) {
+        ngx_http_pyexec_finalize(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        return;
+    }
+
+    if (t->status == NGX_HTTP_OK) {
+        rc = ngx_http_pyexec_send(r, NGX_HTTP_OK, &ngx_http_pyexec_deleted);
+
+    } else if (t->gone[0]) {
+        rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_GONE, (char *) t->gone);
+
+    } else if (t->lost) {
+        rc = ngx_http_pyexec_gone(r);
+
+    } else {
+        rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_NOT_FOUND,
+                                         "Session not found");
+    }
+
+    ngx_http_pyexec_finalize(r, rc);
 }
 
 

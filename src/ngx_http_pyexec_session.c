@@ -270,6 +270,7 @@ ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s)
         }
     }
 
+    ngx_http_pyexec_session_dirty(s, 0);   /* no checkpoint for it now */
     ngx_queue_remove(&s->lru);
     s->in_table = 0;
     p->nsessions--;
@@ -331,7 +332,8 @@ ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
 void
 ngx_http_pyexec_session_checkpoint_idle(void)
 {
-    ngx_queue_t                *q;
+    ngx_uint_t                  left;
+    ngx_queue_t                *q, *prev;
     ngx_http_pyexec_session_t  *s;
 
     if (ngx_http_pyexec_proc.pmcf->state_dir.len == 0
@@ -341,13 +343,28 @@ ngx_http_pyexec_session_checkpoint_idle(void)
         return;
     }
 
-    for (q = ngx_queue_head(&ngx_http_pyexec_proc.lru);
-         q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
-         q = ngx_queue_next(q))
+    /*
+     * a changed session ran a cell a moment ago, so it is near the LRU's
+     * tail: the walk goes from there and stops once it has seen them all
+     * (not the whole table after every cell)
+     */
+
+    left = ngx_http_pyexec_proc.ndirty;
+
+    for (q = ngx_queue_last(&ngx_http_pyexec_proc.lru);
+         left && q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
+         q = prev)
     {
+        prev = ngx_queue_prev(q);
         s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
 
-        if (!s->dirty || s->checkpointing || s->ns == NULL) {
+        if (!s->dirty) {
+            continue;
+        }
+
+        left--;
+
+        if (s->checkpointing || s->ns == NULL) {
             continue;
         }
 
@@ -358,9 +375,29 @@ ngx_http_pyexec_session_checkpoint_idle(void)
             return;                 /* tried again after the next cell */
         }
 
-        s->dirty = 0;
+        ngx_http_pyexec_session_dirty(s, 0);
         s->checkpointing = 1;
         s->refs++;
+    }
+}
+
+
+/* a session changed since its checkpoint, or not: the bit and the count */
+
+void
+ngx_http_pyexec_session_dirty(ngx_http_pyexec_session_t *s, ngx_uint_t dirty)
+{
+    if (s->dirty == dirty) {
+        return;
+    }
+
+    s->dirty = dirty;
+
+    if (dirty) {
+        ngx_http_pyexec_proc.ndirty++;
+
+    } else {
+        ngx_http_pyexec_proc.ndirty--;
     }
 }
 

@@ -47,6 +47,8 @@ void ngx_http_pyexec_session_mint(u_char *out);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
 void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
 void ngx_http_pyexec_session_checkpoint_idle(void);
+void ngx_http_pyexec_session_dirty(ngx_http_pyexec_session_t *s,
+    ngx_uint_t dirty);
 
 
 #endif /* _NGX_HTTP_PYEXEC_SESSION_H_INCLUDED_ */
