@@ -249,6 +249,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, kill_grace),
       NULL },
 
+    { ngx_string("pyexec_interrupt_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, interrupt_grace),
+      NULL },
+
     { ngx_string("pyexec_memory_limit"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_pyexec_set_size_off,
@@ -346,6 +353,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->timeout = NGX_CONF_UNSET_MSEC;
     pmcf->timeout_max = NGX_CONF_UNSET_MSEC;
     pmcf->kill_grace = NGX_CONF_UNSET_MSEC;
+    pmcf->interrupt_grace = NGX_CONF_UNSET_MSEC;
     pmcf->json_max_depth = NGX_CONF_UNSET_UINT;
     pmcf->memory_limit = NGX_CONF_UNSET;
     pmcf->session_registry = NGX_CONF_UNSET;
@@ -372,6 +380,8 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->timeout, 600000);
     ngx_conf_init_msec_value(pmcf->timeout_max, 3600000);
     ngx_conf_init_msec_value(pmcf->kill_grace, 5000);
+    ngx_conf_init_msec_value(pmcf->interrupt_grace,
+                             ngx_min(1000, pmcf->kill_grace / 2));
     ngx_conf_init_uint_value(pmcf->json_max_depth, 64);
     ngx_conf_init_value(pmcf->memory_limit, 0);
     ngx_conf_init_value(pmcf->session_registry, 8 * 1024 * 1024);
@@ -393,6 +403,14 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
                            "\"pyexec_timeout\" %M exceeds "
                            "\"pyexec_timeout_max\" %M",
                            pmcf->timeout, pmcf->timeout_max);
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->interrupt_grace >= pmcf->kill_grace) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pyexec_interrupt_grace\" %M must be shorter "
+                           "than \"pyexec_kill_grace\" %M",
+                           pmcf->interrupt_grace, pmcf->kill_grace);
         return NGX_CONF_ERROR;
     }
 

@@ -64,6 +64,7 @@ class _Capture(_TextSink):
         self._parts = []
         self._room = cap
         self.truncated = False
+        self.cut_bytes = 0      # UTF-8 bytes written past the cap
 
     def write(self, s):
         if not isinstance(s, str):
@@ -74,9 +75,10 @@ class _Capture(_TextSink):
             self._parts.append(s)
             self._room = room - n
         else:
-            if self._room > 0:
-                self._parts.append(s[:self._room])
+            if room > 0:
+                self._parts.append(s[:room])
                 self._room = 0
+            self.cut_bytes += len(s[room:].encode("utf-8", "surrogatepass"))
             self.truncated = True
         return n
 
@@ -228,10 +230,13 @@ def _refuse_signal(real):
     return guarded
 
 
-def setup(data_dir, c_enter, c_leave, signo, handler, executable):
-    global _data_dir, _enter, _leave, _worker_pid, _PRISTINE
+def setup(data_dir, c_enter, c_leave, signo, handler, executable,
+          c_disarm, c_stop_threads, grace_ms):
+    global _data_dir, _enter, _leave, _disarm, _stop_threads, _grace_ms
+    global _worker_pid, _PRISTINE
     _data_dir = data_dir or None
     _enter, _leave = c_enter, c_leave
+    _disarm, _stop_threads, _grace_ms = c_disarm, c_stop_threads, grace_ms
     _worker_pid = os.getpid()
     sys.stdin = sys.__stdin__ = _STDIN
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__ = _ROUTERS
@@ -614,9 +619,15 @@ _NO_MAIN = types.ModuleType("__main__")     # between sessions
 
 
 def close_session(sess):
-    """The session is deleted: nothing of the worker keeps it alive."""
+    """The session is deleted: nothing of the worker keeps it alive, and
+    the threads it left running are stopped (SystemExit, then at every
+    line past the interrupt grace: interp.c's stop_threads())."""
     if sys.modules.get("__main__") is sess.main:
         sys.modules["__main__"] = _NO_MAIN
+    ns = sess.ns
+    idents = {i for i, owner in list(_owners.items()) if owner is ns}
+    if idents:
+        _stop_threads(idents, _grace_ms)
     loop = sess.loop
     sess.loop = None
     if loop is not None and not loop.is_running():
@@ -811,7 +822,8 @@ def run(sess, src, cap):
     """Run one cell.  Returns the tuple interp.c turns into JSON:
     (result_text, stdout, stderr, has_value, value, value_repr,
      error_name, error, traceback, truncated, duration_ms, figures,
-     plain_text, outputs); outputs are (mime, data, bundle pairs or None)."""
+     plain_text, outputs, stdout_cut_bytes, stderr_cut_bytes); outputs are
+    (mime, data, bundle pairs or None)."""
     out = _Capture(cap)
     err = _Capture(cap)
     outputs = _Outputs(cap)
@@ -841,6 +853,8 @@ def run(sess, src, cap):
                     # user code too: under the time limit
                     value_repr, repr_cut = _capped_repr(value, cap)
         finally:
+            # the cell's code is over: the ladder's stopper spares ours
+            _disarm()
             try:
                 # under the same time limit; kept when the cell failed
                 figures = _figures(err)
@@ -870,7 +884,7 @@ def run(sess, src, cap):
     return (text, stdout, err.getvalue(), has_value, value,
             value_repr, error_name, error, tb,
             out.truncated or err.truncated or repr_cut or outputs.truncated,
-            duration, figures, plain, items)
+            duration, figures, plain, items, out.cut_bytes, err.cut_bytes)
 
 
 # --- durable sessions: checkpoints in pyexec_state_dir ---------------------

@@ -39,8 +39,11 @@ static void ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_no_interpreter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyexec_restarting(ngx_http_request_t *r,
+    ngx_http_pyexec_task_t *t);
+static ngx_int_t ngx_http_pyexec_session_interrupt(ngx_http_request_t *r,
+    ngx_str_t *id);
 static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
-static size_t ngx_http_pyexec_rss(void);
 
 
 static ngx_str_t  ngx_http_pyexec_deleted =
@@ -109,7 +112,7 @@ ngx_http_pyexec_status_handler(ngx_http_request_t *r)
     ngx_http_pyexec_json_key(&j, "interpreter_ready");
     ngx_http_pyexec_json_bool(&j, ngx_http_pyexec_proc.ready);
     ngx_http_pyexec_json_key(&j, "rss_bytes");
-    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_rss());
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_interp_rss());
     ngx_http_pyexec_json_map_close(&j);
 
     return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
@@ -121,7 +124,7 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 {
     ngx_str_t                  id;
     ngx_int_t                  rc;
-    ngx_uint_t                 rollback;
+    ngx_uint_t                 action;
     ngx_http_core_loc_conf_t  *clcf;
 
     rc = ngx_http_discard_request_body(r);
@@ -131,7 +134,7 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    rc = ngx_http_pyexec_route_path_id(r, &clcf->name, &id, &rollback);
+    rc = ngx_http_pyexec_route_path_id(r, &clcf->name, &id, &action);
 
     if (rc == NGX_DECLINED) {
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -165,8 +168,12 @@ ngx_http_pyexec_sessions_handler(ngx_http_request_t *r)
         return ngx_http_pyexec_session_delete(r, &id);
     }
 
-    if (rollback) {
+    if (action == NGX_HTTP_PYEXEC_ACTION_ROLLBACK) {
         return ngx_http_pyexec_session_rollback(r, &id);
+    }
+
+    if (action == NGX_HTTP_PYEXEC_ACTION_INTERRUPT) {
+        return ngx_http_pyexec_session_interrupt(r, &id);
     }
 
     return ngx_http_pyexec_method_not_allowed(r);
@@ -380,6 +387,10 @@ ngx_http_pyexec_session_task(ngx_http_request_t *r,
 {
     ngx_http_pyexec_task_t  *t;
 
+    if (ngx_http_pyexec_task_recycling()) {
+        return ngx_http_pyexec_restarting(r, NULL);
+    }
+
     t = ngx_http_pyexec_task_alloc(r->pool);
     if (t == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -472,6 +483,45 @@ ngx_http_pyexec_session_rollback(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
+/*
+ * POST /sessions/{id}/interrupt: the ladder for its running cell, from
+ * KeyboardInterrupt (task.c), answered at once on the event loop.  A
+ * session this worker does not hold runs nothing here: 404.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_session_interrupt(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_uint_t                  done;
+    ngx_http_pyexec_json_t      j;
+    ngx_http_pyexec_session_t  *s;
+
+    s = ngx_http_pyexec_session_find(id->data, id->len);
+    if (s == NULL || (s->ns == NULL && s->pending == 0)) {
+        return ngx_http_pyexec_session_missing(r, id);
+    }
+
+    done = ngx_http_pyexec_task_interrupt(s);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "pyexec: interrupt of session \"%*s\": %s", s->id_len,
+                  s->id, done ? "its cell is being stopped"
+                              : "no cell running");
+
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_key(&j, "interrupted");
+    ngx_http_pyexec_json_bool(&j, done);
+    ngx_http_pyexec_json_kv(&j, "session_id", s->id, s->id_len);
+    ngx_http_pyexec_json_map_close(&j);
+
+    return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
+}
+
+
 static void
 ngx_http_pyexec_execute_body(ngx_http_request_t *r)
 {
@@ -546,6 +596,11 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
             s->restore = 1;
             s->lost = lost;
         }
+    }
+
+    if (ngx_http_pyexec_task_recycling()) {
+        ngx_http_pyexec_finalize(r, ngx_http_pyexec_restarting(r, NULL));
+        return;
     }
 
     if (s->pending >= pmcf->session_queue) {
@@ -663,16 +718,7 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
         /* the worker is being recycled: answered now, still blocked */
 
         ngx_http_pyexec_json_free(&t->json);
-
-        rc = t->stuck
-             ? ngx_http_pyexec_send_detail(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                           "execution could not be stopped; "
-                                           "the worker is restarting and "
-                                           "its sessions are lost")
-             : ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "the worker is restarting (a "
-                                           "cell is stuck in C code); this "
-                                           "request did not run");
+        rc = ngx_http_pyexec_restarting(r, t);
 
     } else if (t->json.g) {
         rc = ngx_http_pyexec_send_json(r, t->status, &t->json);
@@ -741,6 +787,73 @@ ngx_http_pyexec_gone(ngx_http_request_t *r)
 }
 
 
+/*
+ * The worker is being recycled (a cell stuck in C code): the stuck cell
+ * (t->stuck) gets 504 with its termination, the requests queued behind it
+ * and those that come during the drain (t NULL or not a cell: not run)
+ * get 503 with Retry-After; the next worker restores their sessions.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_restarting(ngx_http_request_t *r, ngx_http_pyexec_task_t *t)
+{
+    u_char                  buf[32], *p;
+    ngx_uint_t              status;
+    ngx_http_pyexec_json_t  j;
+
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    status = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_key(&j, "detail");
+
+    if (t && t->stuck) {
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+
+        ngx_http_pyexec_json_cstr(&j, "execution could not be stopped "
+                                  "(stuck in C code); the worker is "
+                                  "restarting and the session comes back "
+                                  "from its last checkpoint");
+        ngx_http_pyexec_task_termination(&j,
+            t->kill_reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
+            ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED,
+            NGX_HTTP_PYEXEC_STAGE_RECYCLE);
+
+        p = ngx_sprintf(buf, "%uL",
+                        ngx_http_pyexec_interp_now_ms() - t->started_ms);
+        ngx_http_pyexec_json_key(&j, "usage");
+        ngx_http_pyexec_json_map_open(&j);
+        ngx_http_pyexec_json_key(&j, "wall_ms");
+        ngx_http_pyexec_json_number(&j, (const char *) buf, p - buf);
+        ngx_http_pyexec_json_map_close(&j);
+
+    } else {
+        ngx_http_pyexec_json_cstr(&j, "the worker is restarting (a cell is "
+                                  "stuck in C code); this request did not "
+                                  "run: retry, the session comes back from "
+                                  "its last checkpoint");
+
+        if (t == NULL || t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
+            ngx_http_pyexec_task_termination(&j,
+                                             NGX_HTTP_PYEXEC_END_WORKER_LOST,
+                                             NGX_HTTP_PYEXEC_STAGE_RECYCLE);
+        }
+
+        if (ngx_http_pyexec_retry_after(r, 1) != NGX_OK) {
+            ngx_http_pyexec_json_free(&j);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_http_pyexec_json_map_close(&j);
+
+    return ngx_http_pyexec_send_json(r, status, &j);
+}
+
+
 static ngx_int_t
 ngx_http_pyexec_no_interpreter(ngx_http_request_t *r)
 {
@@ -767,34 +880,4 @@ static void
 ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_http_finalize_request(r, rc);
-}
-
-
-static size_t
-ngx_http_pyexec_rss(void)
-{
-    char     buf[64];
-    ssize_t  n;
-    ngx_fd_t fd;
-    long     pages, resident;
-
-    fd = ngx_open_file("/proc/self/statm", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        return 0;
-    }
-
-    n = read(fd, buf, sizeof(buf) - 1);
-    ngx_close_file(fd);
-
-    if (n <= 0) {
-        return 0;
-    }
-
-    buf[n] = '\0';
-
-    if (sscanf(buf, "%ld %ld", &pages, &resident) != 2) {
-        return 0;
-    }
-
-    return (size_t) resident * ngx_pagesize;
 }

@@ -88,6 +88,16 @@ static PyObject *ngx_http_pyexec_interp_enter(PyObject *self,
     PyObject *args);
 static PyObject *ngx_http_pyexec_interp_leave(PyObject *self,
     PyObject *args);
+static PyObject *ngx_http_pyexec_interp_disarm(PyObject *self,
+    PyObject *args);
+static PyObject *ngx_http_pyexec_interp_stop_threads(PyObject *self,
+    PyObject *args);
+static int ngx_http_pyexec_interp_stopper(PyObject *obj, PyFrameObject *frame,
+    int what, PyObject *arg);
+static void ngx_http_pyexec_interp_raise(void);
+static void ngx_http_pyexec_interp_untrace(void);
+static ngx_int_t ngx_http_pyexec_interp_gen_end(ngx_http_pyexec_json_t *j,
+    PyObject *res, ngx_http_pyexec_task_t *t);
 
 
 static PyThreadState     *ngx_http_pyexec_tstate;
@@ -125,11 +135,29 @@ static volatile sig_atomic_t  ngx_http_pyexec_watch_done;
 static ngx_atomic_t           ngx_http_pyexec_kill_seq;
 static ngx_msec_t             ngx_http_pyexec_running_timeout;
 
+/*
+ * The ladder (task.c): what the signal aimed at kill_seq raises (the
+ * reason) and how (the stage).  Written by the event loop or the stop
+ * watcher before the signal; read in the interpreter thread.
+ */
+static volatile ngx_uint_t    ngx_http_pyexec_kill_reason;
+static volatile ngx_uint_t    ngx_http_pyexec_kill_stage;
+
+/* interpreter thread only: the running cell's ladder as it took effect */
+static ngx_uint_t             ngx_http_pyexec_raised;     /* stage raised */
+static ngx_uint_t             ngx_http_pyexec_traced;     /* stopper set */
+static ngx_uint_t             ngx_http_pyexec_disarmed;   /* cell is over */
+static PyObject              *ngx_http_pyexec_cell_prefix; /* "<cell-" */
+static PyObject              *ngx_http_pyexec_user_dir;    /* data dir/ */
+
 
 static PyMethodDef  ngx_http_pyexec_methods[] = {
     { "on_signal", ngx_http_pyexec_interp_on_signal, METH_VARARGS, NULL },
     { "enter", ngx_http_pyexec_interp_enter, METH_NOARGS, NULL },
     { "leave", ngx_http_pyexec_interp_leave, METH_NOARGS, NULL },
+    { "disarm", ngx_http_pyexec_interp_disarm, METH_NOARGS, NULL },
+    { "stop_threads", ngx_http_pyexec_interp_stop_threads, METH_VARARGS,
+      NULL },
     { NULL, NULL, 0, NULL }
 };
 
@@ -701,8 +729,9 @@ ngx_http_pyexec_interp_checkpoint_rescue(ngx_http_pyexec_session_t *stuck,
  * since core's thread pool exit waits for the interpreter thread and no
  * nginx timer fires by then.  Each cell may run on for 500 ms after the
  * stop began (a reload's backlog of quick cells still completes); then
- * the watcher interrupts it (KeyboardInterrupt, again every 250 ms).  A
- * cell stuck in C code for a kill grace past that ends the process.
+ * the watcher interrupts it (KeyboardInterrupt, again every 250 ms; past
+ * pyexec_interrupt_grace at every line: task.c's ladder).  A cell stuck
+ * in C code for a kill grace past that ends the process.
  * While a stuck cell recycles the worker, the drain (task.c) owns the
  * exit.
  */
@@ -790,7 +819,11 @@ ngx_http_pyexec_interp_watch(void *data)
             (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
 
             if (ngx_http_pyexec_running_seq == seq) {
-                ngx_http_pyexec_interp_interrupt(seq);
+                ngx_http_pyexec_interp_interrupt(seq, NGX_HTTP_PYEXEC_KILL_STOP,
+                    now - since < NGX_HTTP_PYEXEC_STOP_GRACE
+                                  + ngx_http_pyexec_proc.pmcf->interrupt_grace
+                    ? NGX_HTTP_PYEXEC_STAGE_EXCEPTION
+                    : NGX_HTTP_PYEXEC_STAGE_TRACE);
             }
 
             (void) pthread_mutex_unlock(&ngx_http_pyexec_run_lock);
@@ -811,7 +844,8 @@ ngx_http_pyexec_interp_watch(void *data)
 static ngx_int_t
 ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
 {
-    PyObject     *mod, *dict, *code, *res, *setup, *handler, *enter, *leave;
+    PyObject     *mod, *dict, *code, *res, *setup, *handler, *enter, *leave,
+                 *disarm, *stop;
     PyStatus      status;
     PyConfig      config;
     PyPreConfig   pre;
@@ -861,6 +895,7 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     }
 
     mod = dict = code = res = setup = handler = enter = leave = NULL;
+    disarm = stop = NULL;
 
     mod = PyImport_AddModule("_pyexec");          /* borrowed */
     if (mod == NULL) {
@@ -924,16 +959,38 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     handler = PyCFunction_New(&ngx_http_pyexec_methods[0], NULL);
     enter = PyCFunction_New(&ngx_http_pyexec_methods[1], NULL);
     leave = PyCFunction_New(&ngx_http_pyexec_methods[2], NULL);
-    if (handler == NULL || enter == NULL || leave == NULL) {
+    disarm = PyCFunction_New(&ngx_http_pyexec_methods[3], NULL);
+    stop = PyCFunction_New(&ngx_http_pyexec_methods[4], NULL);
+    if (handler == NULL || enter == NULL || leave == NULL || disarm == NULL
+        || stop == NULL)
+    {
         goto failed;
     }
 
+    /* the code the stopper raises in: cells, the data folder's modules */
+
+    ngx_http_pyexec_cell_prefix = PyUnicode_FromString("<cell-");
+    if (ngx_http_pyexec_cell_prefix == NULL) {
+        goto failed;
+    }
+
+    if (pmcf->data_dir.len) {
+        ngx_http_pyexec_user_dir = PyUnicode_FromFormat("%.*s/",
+                                       (int) pmcf->data_dir.len,
+                                       (char *) pmcf->data_dir.data);
+        if (ngx_http_pyexec_user_dir == NULL) {
+            goto failed;
+        }
+    }
+
     Py_DECREF(res);
-    res = PyObject_CallFunction(setup, "s#OOiOs#",
+    res = PyObject_CallFunction(setup, "s#OOiOs#OOk",
                                 pmcf->data_dir.data, pmcf->data_dir.len,
                                 enter, leave,
                                 (int) NGX_HTTP_PYEXEC_SIGNAL, handler,
-                                pmcf->python.data, pmcf->python.len);
+                                pmcf->python.data, pmcf->python.len,
+                                disarm, stop,
+                                (unsigned long) pmcf->interrupt_grace);
     if (res == NULL) {
         goto failed;
     }
@@ -972,6 +1029,8 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     Py_DECREF(handler);
     Py_DECREF(enter);
     Py_DECREF(leave);
+    Py_DECREF(disarm);
+    Py_DECREF(stop);
 
     ngx_http_pyexec_tstate = PyEval_SaveThread();
 
@@ -986,6 +1045,8 @@ failed:
     Py_XDECREF(handler);
     Py_XDECREF(enter);
     Py_XDECREF(leave);
+    Py_XDECREF(disarm);
+    Py_XDECREF(stop);
 
     ngx_http_pyexec_tstate = PyEval_SaveThread();
 
@@ -1192,7 +1253,9 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t,
 static void
 ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 {
+    size_t                   rss;
     PyObject                *code, *res;
+    struct timespec          cpu, now;
     ngx_http_pyexec_json_t   j;
 
     res = NULL;
@@ -1220,6 +1283,10 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     }
 
     ngx_http_pyexec_running_timeout = t->timeout;
+    ngx_http_pyexec_raised = 0;
+    ngx_http_pyexec_disarmed = 0;
+    rss = ngx_http_pyexec_interp_rss();
+    (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
     ngx_http_pyexec_running_seq = t->seq;
     t->started_ms = ngx_http_pyexec_interp_now_ms();
     ngx_memory_barrier();
@@ -1242,9 +1309,25 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         ngx_http_pyexec_running_seq = 0;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "pyexec cell %ui ended after %uL ms", t->seq,
-                   ngx_http_pyexec_interp_now_ms() - t->started_ms);
+    ngx_http_pyexec_interp_untrace();      /* run() failed before disarm() */
+
+    /*
+     * the stopper may have raised where a handler's cleanup would have
+     * reset the handled exception: none is left for the next cell
+     */
+    PyErr_SetHandledException(NULL);
+
+    (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    t->cpu_us = (now.tv_sec - cpu.tv_sec) * 1000000
+                + (now.tv_nsec - cpu.tv_nsec) / 1000;
+    t->rss_delta = (off_t) ngx_http_pyexec_interp_rss() - (off_t) rss;
+    t->stage = ngx_http_pyexec_raised;
+    t->reason = ngx_http_pyexec_raised ? ngx_http_pyexec_kill_reason : 0;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "pyexec cell %ui ended after %uL ms (stage %ui)", t->seq,
+                   ngx_http_pyexec_interp_now_ms() - t->started_ms,
+                   t->stage);
 
     if (res == NULL) {
         ngx_http_pyexec_interp_log_error(log, "pyexec run()");
@@ -1304,7 +1387,7 @@ ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
     const u_char            *vbuf;
     ngx_http_pyexec_json_t   vj;
 
-    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 14
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 16
         || !PyList_Check(PyTuple_GET_ITEM(res, 11))
         || !PyList_Check(PyTuple_GET_ITEM(res, 13)))
     {
@@ -1444,11 +1527,100 @@ ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
     ngx_http_pyexec_json_bool(j,
                               PyObject_IsTrue(PyTuple_GET_ITEM(res, 9)) == 1);
 
+    if (ngx_http_pyexec_interp_gen_end(j, res, t) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_pyexec_interp_gen_restored(j, t);
 
     ngx_http_pyexec_json_map_close(j);
 
     return j->rc == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * "termination" (why the cell ended: its ladder's reason and stage when
+ * the ladder ended it) and "usage" (wall and thread CPU time, the
+ * worker's resident memory before and after, the bytes the cell wrote,
+ * those past the output cap included).
+ */
+
+static ngx_int_t
+ngx_http_pyexec_interp_gen_end(ngx_http_pyexec_json_t *j, PyObject *res,
+    ngx_http_pyexec_task_t *t)
+{
+    u_char       buf[64], *p;
+    PyObject    *name;
+    Py_ssize_t   out, err;
+    ngx_uint_t   end, i;
+    const char  *s;
+
+    name = PyTuple_GET_ITEM(res, 6);
+
+    if (name == Py_None) {
+        end = NGX_HTTP_PYEXEC_END_OK;
+
+    } else if (t->stage) {
+        end = t->reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
+              ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED;
+
+    } else {
+        s = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        if (s == NULL) {
+            return NGX_ERROR;
+        }
+
+        end = ngx_strcmp(s, "MemoryError") == 0 ? NGX_HTTP_PYEXEC_END_MEMORY
+                                                 : NGX_HTTP_PYEXEC_END_ERROR;
+    }
+
+    ngx_http_pyexec_task_termination(j, end,
+                                     end >= NGX_HTTP_PYEXEC_END_TIMEOUT
+                                     ? t->stage : 0);
+
+    out = err = 0;
+
+    for (i = 1; i <= 2; i++) {
+        if (PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(res, i),
+                                    i == 1 ? &out : &err)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    out += PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 14));
+    err += PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 15));
+
+    if (PyErr_Occurred()) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_pyexec_json_key(j, "usage");
+    ngx_http_pyexec_json_map_open(j);
+
+    p = ngx_snprintf(buf, sizeof(buf), "%.3f",
+                     PyFloat_AsDouble(PyTuple_GET_ITEM(res, 10)));
+    ngx_http_pyexec_json_key(j, "wall_ms");
+    ngx_http_pyexec_json_number(j, (const char *) buf, p - buf);
+
+    p = ngx_snprintf(buf, sizeof(buf), "%uL.%03uL",
+                     (uint64_t) (t->cpu_us / 1000),
+                     (uint64_t) (t->cpu_us % 1000));
+    ngx_http_pyexec_json_key(j, "cpu_ms");
+    ngx_http_pyexec_json_number(j, (const char *) buf, p - buf);
+
+    ngx_http_pyexec_json_key(j, "rss_delta_kib");
+    ngx_http_pyexec_json_int(j, (int64_t) (t->rss_delta / 1024));
+    ngx_http_pyexec_json_key(j, "stdout_bytes");
+    ngx_http_pyexec_json_int(j, (int64_t) out);
+    ngx_http_pyexec_json_key(j, "stderr_bytes");
+    ngx_http_pyexec_json_int(j, (int64_t) err);
+
+    ngx_http_pyexec_json_map_close(j);
+
+    return NGX_OK;
 }
 
 
@@ -1753,6 +1925,38 @@ ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 }
 
 
+/* any thread: the worker's resident memory, bytes (0: unknown) */
+
+size_t
+ngx_http_pyexec_interp_rss(void)
+{
+    char     buf[64];
+    ssize_t  n;
+    ngx_fd_t fd;
+    long     pages, resident;
+
+    fd = ngx_open_file("/proc/self/statm", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return 0;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) ngx_close_file(fd);
+
+    if (n <= 0) {
+        return 0;
+    }
+
+    buf[n] = '\0';
+
+    if (sscanf(buf, "%ld %ld", &pages, &resident) != 2) {
+        return 0;
+    }
+
+    return (size_t) resident * ngx_pagesize;
+}
+
+
 /* exit_process: the watcher ends before the process does */
 
 void
@@ -1766,11 +1970,21 @@ ngx_http_pyexec_interp_stop_watch(void)
 }
 
 
-/* event loop or stop watcher: ask the interpreter thread to stop "seq" */
+/*
+ * Event loop or stop watcher: ask the interpreter thread to stop "seq",
+ * for `reason` (NGX_HTTP_PYEXEC_KILL_*), at `stage`: an exception raised
+ * once where the cell is (NGX_HTTP_PYEXEC_STAGE_EXCEPTION), or also at
+ * every line and call of its frames until they are gone, inside except
+ * and finally blocks too (NGX_HTTP_PYEXEC_STAGE_TRACE).
+ */
 
 void
-ngx_http_pyexec_interp_interrupt(ngx_uint_t seq)
+ngx_http_pyexec_interp_interrupt(ngx_uint_t seq, ngx_uint_t reason,
+    ngx_uint_t stage)
 {
+    ngx_http_pyexec_kill_reason = reason;
+    ngx_http_pyexec_kill_stage = stage;
+    ngx_memory_barrier();
     ngx_http_pyexec_kill_seq = seq;
     ngx_memory_barrier();
 
@@ -1783,27 +1997,222 @@ ngx_http_pyexec_interp_interrupt(ngx_uint_t seq)
 static PyObject *
 ngx_http_pyexec_interp_on_signal(PyObject *self, PyObject *args)
 {
-    if (ngx_http_pyexec_in_user
-        && ngx_http_pyexec_running_seq != 0
-        && ngx_http_pyexec_kill_seq == ngx_http_pyexec_running_seq)
+    if (!ngx_http_pyexec_in_user
+        || ngx_http_pyexec_running_seq == 0
+        || ngx_http_pyexec_kill_seq != ngx_http_pyexec_running_seq)
     {
-        u_char  msg[80];
+        Py_RETURN_NONE;
+    }
 
-        if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_QUIT) {
-            PyErr_SetString(PyExc_KeyboardInterrupt,
-                            "the server is stopping");
-            return NULL;
-        }
+    if (ngx_http_pyexec_kill_stage >= NGX_HTTP_PYEXEC_STAGE_TRACE
+        && !ngx_http_pyexec_traced && !ngx_http_pyexec_disarmed)
+    {
+        PyEval_SetTrace(ngx_http_pyexec_interp_stopper, NULL);
+        ngx_http_pyexec_traced = 1;
+    }
 
+    if (ngx_http_pyexec_raised == 0) {
+        ngx_http_pyexec_raised = NGX_HTTP_PYEXEC_STAGE_EXCEPTION;
+    }
+
+    ngx_http_pyexec_interp_raise();
+
+    return NULL;
+}
+
+
+/* the exception of the running cell's ladder */
+
+static void
+ngx_http_pyexec_interp_raise(void)
+{
+    u_char  msg[80];
+
+    switch (ngx_http_pyexec_kill_reason) {
+
+    case NGX_HTTP_PYEXEC_KILL_STOP:
+        PyErr_SetString(PyExc_KeyboardInterrupt, "the server is stopping");
+        return;
+
+    case NGX_HTTP_PYEXEC_KILL_INTERRUPT:
+        PyErr_SetString(PyExc_KeyboardInterrupt, "interrupted");
+        return;
+
+    default:
         *ngx_snprintf(msg, sizeof(msg) - 1,
                       "execution exceeded the time limit of %.3f s",
                       (double) ngx_http_pyexec_running_timeout / 1000) = '\0';
 
         PyErr_SetString(ngx_http_pyexec_timeout_exc, (char *) msg);
+    }
+}
+
+
+/*
+ * The trace function of the ladder's second stage: it raises at every
+ * line and every call of the user's code -- cells ("<cell-...>") and the
+ * modules in the data folder -- so no `except` or `finally` there can go
+ * on running.  Library code is left to finish what it is doing (its
+ * `with` blocks release their locks); it raises as soon as it returns to
+ * the user's code.  obj NULL: the running cell (the interpreter thread),
+ * until disarm(); else a thread of a deleted session, obj its deadline
+ * (ms, interp_now_ms()): nothing before it, SystemExit from then on.
+ */
+
+static int
+ngx_http_pyexec_interp_stopper(PyObject *obj, PyFrameObject *frame, int what,
+    PyObject *arg)
+{
+    int            user;
+    PyObject      *file;
+    PyCodeObject  *code;
+
+    if (what != PyTrace_LINE && what != PyTrace_CALL) {
+        return 0;
+    }
+
+    if (obj != NULL) {
+        if (ngx_http_pyexec_interp_now_ms()
+            < (uint64_t) PyLong_AsUnsignedLongLong(obj))
+        {
+            return 0;
+        }
+
+    } else if (ngx_http_pyexec_disarmed || !ngx_http_pyexec_in_user) {
+        return 0;
+    }
+
+    code = PyFrame_GetCode(frame);
+    file = code->co_filename;
+
+    user = PyUnicode_Tailmatch(file, ngx_http_pyexec_cell_prefix, 0, 6, -1)
+           == 1
+           || (ngx_http_pyexec_user_dir != NULL
+               && PyUnicode_Tailmatch(file, ngx_http_pyexec_user_dir, 0,
+                                      PY_SSIZE_T_MAX, -1)
+                  == 1);
+
+    Py_DECREF(code);
+
+    if (!user) {
+        PyErr_Clear();
+        return 0;
+    }
+
+    if (obj != NULL) {
+        PyErr_SetString(PyExc_SystemExit, "the session was deleted");
+        return -1;
+    }
+
+    ngx_http_pyexec_raised = NGX_HTTP_PYEXEC_STAGE_TRACE;
+    ngx_http_pyexec_interp_raise();
+
+    return -1;
+}
+
+
+/* the cell's own code is over (run()): the stopper lets ours run */
+
+static PyObject *
+ngx_http_pyexec_interp_disarm(PyObject *self, PyObject *args)
+{
+    ngx_http_pyexec_disarmed = 1;
+    ngx_http_pyexec_interp_untrace();
+
+    Py_RETURN_NONE;
+}
+
+
+static void
+ngx_http_pyexec_interp_untrace(void)
+{
+    if (ngx_http_pyexec_traced) {
+        ngx_http_pyexec_traced = 0;
+        PyEval_SetTrace(NULL, NULL);
+    }
+}
+
+
+/*
+ * close_session(): the threads a deleted session left running, by ident,
+ * get the ladder in one go: SystemExit now (their `finally` blocks run),
+ * and the stopper from `grace` ms on, for those that swallow it.  A
+ * thread blocked in C code stops when it comes back to Python.  Returns
+ * how many threads were found.
+ */
+
+static PyObject *
+ngx_http_pyexec_interp_stop_threads(PyObject *self, PyObject *args)
+{
+    long            n;
+    PyObject       *idents, *deadline, *key;
+    unsigned long   grace;
+    PyThreadState  *ts;
+
+    if (!PyArg_ParseTuple(args, "O!k", &PySet_Type, &idents, &grace)) {
         return NULL;
     }
 
-    Py_RETURN_NONE;
+    deadline = PyLong_FromUnsignedLongLong(ngx_http_pyexec_interp_now_ms()
+                                           + grace);
+    if (deadline == NULL) {
+        return NULL;
+    }
+
+    n = 0;
+
+    for (ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get());
+         ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        if (ts == PyThreadState_Get()) {
+            continue;
+        }
+
+        key = PyLong_FromUnsignedLong(ts->thread_id);
+        if (key == NULL) {
+            Py_DECREF(deadline);
+            return NULL;
+        }
+
+        switch (PySet_Contains(idents, key)) {
+
+        case 1:
+            (void) PyThreadState_SetAsyncExc(ts->thread_id, PyExc_SystemExit);
+
+            if (_PyEval_SetTrace(ts, ngx_http_pyexec_interp_stopper,
+                                 deadline)
+                != 0)
+            {
+                Py_DECREF(key);
+                Py_DECREF(deadline);
+                return NULL;
+            }
+
+            n++;
+            break;
+
+        case 0:
+            break;
+
+        default:
+            Py_DECREF(key);
+            Py_DECREF(deadline);
+            return NULL;
+        }
+
+        Py_DECREF(key);
+    }
+
+    Py_DECREF(deadline);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "pyexec: stopping %l thread(s) a deleted session left "
+                      "running", n);
+    }
+
+    return PyLong_FromLong(n);
 }
 
 

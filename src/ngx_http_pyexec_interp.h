@@ -15,13 +15,15 @@
 ngx_int_t ngx_http_pyexec_interp_start(ngx_http_pyexec_main_conf_t *pmcf,
     ngx_log_t *log);
 void ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log);
-void ngx_http_pyexec_interp_interrupt(ngx_uint_t seq);
+void ngx_http_pyexec_interp_interrupt(ngx_uint_t seq, ngx_uint_t reason,
+    ngx_uint_t stage);
 void ngx_http_pyexec_interp_stop_watch(void);
 void ngx_http_pyexec_interp_checkpoint_all(void);
 void ngx_http_pyexec_interp_checkpoint_rescue(
     ngx_http_pyexec_session_t *stuck, ngx_msec_t wait);
 const char *ngx_http_pyexec_interp_version(void);
 uint64_t ngx_http_pyexec_interp_now_ms(void);
+size_t ngx_http_pyexec_interp_rss(void);
 
 
 #endif /* _NGX_HTTP_PYEXEC_INTERP_H_INCLUDED_ */

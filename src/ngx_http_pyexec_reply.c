@@ -38,6 +38,35 @@ ngx_http_pyexec_worker_name(void)
 }
 
 
+/* "Retry-After: <seconds>" on the answer about to be sent */
+
+ngx_int_t
+ngx_http_pyexec_retry_after(ngx_http_request_t *r, ngx_uint_t secs)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(h, sizeof(ngx_table_elt_t));   /* h->next since 1.23.0 */
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%ui", secs) - p;
+
+    return NGX_OK;
+}
+
+
 /* POST only: read the body, then `done` runs; the content handler's rc */
 
 ngx_int_t

@@ -18,6 +18,8 @@ ngx_int_t ngx_http_pyexec_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_pyexec_json_t *j);
 ngx_int_t ngx_http_pyexec_send_detail(ngx_http_request_t *r,
     ngx_uint_t status, const char *detail);
+ngx_int_t ngx_http_pyexec_retry_after(ngx_http_request_t *r,
+    ngx_uint_t secs);
 ngx_int_t ngx_http_pyexec_method_not_allowed(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_get_only(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_post_body(ngx_http_request_t *r,

@@ -320,10 +320,14 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
 
 ngx_int_t
 ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *prefix,
-    ngx_str_t *id, ngx_uint_t *rollback)
+    ngx_str_t *id, ngx_uint_t *action)
 {
-    u_char     *p, *last, *dst;
-    ngx_str_t   sessions = ngx_string("/sessions");
+    u_char            *p, *last, *dst;
+    ngx_str_t          sessions = ngx_string("/sessions");
+    ngx_uint_t         i;
+    static ngx_str_t   actions[] = {     /* NGX_HTTP_PYEXEC_ACTION_* - 1 */
+        ngx_string("/rollback"), ngx_string("/interrupt")
+    };
 
     if (prefix == NULL) {
         prefix = &sessions;
@@ -371,21 +375,27 @@ ngx_http_pyexec_route_path_id(ngx_http_request_t *r, ngx_str_t *prefix,
     ngx_unescape_uri(&dst, &p, last - p, 0);
     id->len = dst - id->data;
 
-    /* POST /sessions/{id}/rollback (ids may hold "/": only for POST) */
+    /* POST /sessions/{id}/rollback, .../interrupt (ids may hold "/": only
+     * for POST) */
 
-    if (rollback) {
-        *rollback = 0;
+    if (action) {
+        *action = NGX_HTTP_PYEXEC_ACTION_NONE;
     }
 
-    if (r->method == NGX_HTTP_POST
-        && id->len > sizeof("/rollback") - 1
-        && ngx_strncmp(id->data + id->len - (sizeof("/rollback") - 1),
-                       "/rollback", sizeof("/rollback") - 1) == 0)
-    {
-        id->len -= sizeof("/rollback") - 1;
+    if (r->method == NGX_HTTP_POST) {
+        for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+            if (id->len > actions[i].len
+                && ngx_strncmp(id->data + id->len - actions[i].len,
+                               actions[i].data, actions[i].len) == 0)
+            {
+                id->len -= actions[i].len;
 
-        if (rollback) {
-            *rollback = 1;
+                if (action) {
+                    *action = i + 1;
+                }
+
+                break;
+            }
         }
     }
 

@@ -11,6 +11,12 @@
 #include "ngx_http_pyexec_common.h"
 
 
+/* route_path_id()'s action: POST /sessions/{id}/<action> */
+#define NGX_HTTP_PYEXEC_ACTION_NONE       0
+#define NGX_HTTP_PYEXEC_ACTION_ROLLBACK   1
+#define NGX_HTTP_PYEXEC_ACTION_INTERRUPT  2
+
+
 ngx_int_t ngx_http_pyexec_route_add_variables(ngx_conf_t *cf);
 ngx_table_elt_t *ngx_http_pyexec_route_header(ngx_http_request_t *r,
     ngx_str_t *name);
@@ -18,7 +24,7 @@ ngx_int_t ngx_http_pyexec_route_header_id(ngx_http_request_t *r,
     ngx_str_t *id);
 ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
-    ngx_str_t *prefix, ngx_str_t *id, ngx_uint_t *rollback);
+    ngx_str_t *prefix, ngx_str_t *id, ngx_uint_t *action);
 ngx_int_t ngx_http_pyexec_gather_handler(ngx_http_request_t *r);
 
 

@@ -14,6 +14,7 @@
 
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_json.h"
 #include "ngx_http_pyexec_socket.h"
 #include "ngx_http_pyexec_task.h"
 
@@ -24,6 +25,8 @@ static void ngx_http_pyexec_task_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_event(ngx_event_t *ev);
 static void ngx_http_pyexec_task_timer(ngx_event_t *ev);
+static void ngx_http_pyexec_task_escalate(ngx_http_pyexec_task_t *t,
+    uint64_t now, ngx_log_t *log);
 static void ngx_http_pyexec_task_recycle(ngx_http_pyexec_task_t *stuck,
     ngx_log_t *log);
 static void ngx_http_pyexec_task_drain(ngx_event_t *ev);
@@ -227,19 +230,15 @@ ngx_http_pyexec_task_event(ngx_event_t *ev)
 
 /*
  * The time limit counts from the moment the cell starts (it may wait in
- * the queue behind other cells first).  At the limit the interpreter
- * thread gets a signal, again every second while the cell keeps running
- * (code that catches the exception); past the kill grace the worker is
- * recycled (below): only a process exit stops C code that never checks
- * signals.
+ * the queue behind other cells first).  At the limit the ladder begins
+ * (task_escalate()).
  */
 
 static void
 ngx_http_pyexec_task_timer(ngx_event_t *ev)
 {
-    uint64_t                      started, elapsed;
-    ngx_http_pyexec_task_t       *t = ev->data;
-    ngx_http_pyexec_main_conf_t  *pmcf = ngx_http_pyexec_proc.pmcf;
+    uint64_t                 started, now;
+    ngx_http_pyexec_task_t  *t = ev->data;
 
     ngx_memory_barrier();
 
@@ -254,30 +253,168 @@ ngx_http_pyexec_task_timer(ngx_event_t *ev)
         return;
     }
 
-    elapsed = ngx_http_pyexec_interp_now_ms() - started;
+    now = ngx_http_pyexec_interp_now_ms();
 
-    if (elapsed < t->timeout) {
-        ngx_add_timer(ev, t->timeout - elapsed);
-        return;
-    }
+    if (t->kill_reason == 0) {
 
-    if (elapsed >= t->timeout + pmcf->kill_grace) {
-        ngx_http_pyexec_task_recycle(t, ev->log);
-        return;
-    }
+        if (now - started < t->timeout) {
+            ngx_add_timer(ev, t->timeout - (now - started));
+            return;
+        }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                   "pyexec interrupting cell %ui after %uL ms",
-                   t->seq, elapsed);
-
-    if (!t->interrupted) {
-        t->interrupted = 1;
+        t->kill_reason = NGX_HTTP_PYEXEC_KILL_TIMEOUT;
+        t->ladder_ms = started + t->timeout;
         ngx_http_pyexec_proc.timeouts++;
     }
 
-    ngx_http_pyexec_interp_interrupt(t->seq);
+    ngx_http_pyexec_task_escalate(t, now, ev->log);
+}
 
-    ngx_add_timer(ev, ngx_min(1000, t->timeout + pmcf->kill_grace - elapsed));
+
+/*
+ * The ladder, from t->ladder_ms (the time limit, or an interrupt): the
+ * exception, raised once where the cell is (code may catch it and clean
+ * up); pyexec_interrupt_grace later, the same exception at every line and
+ * call of the cell's frames, inside except and finally blocks too
+ * (interp.c's stopper), sent again every 250 ms to break blocking calls;
+ * pyexec_kill_grace after the first stage, a cell still running is stuck
+ * in C code and the worker is recycled.  Each stage is logged once.
+ */
+
+static void
+ngx_http_pyexec_task_escalate(ngx_http_pyexec_task_t *t, uint64_t now,
+    ngx_log_t *log)
+{
+    uint64_t                      past;
+    ngx_uint_t                    stage;
+    ngx_http_pyexec_main_conf_t  *pmcf = ngx_http_pyexec_proc.pmcf;
+    static const char            *why[] = {
+        "", "ran past its time limit", "was interrupted", "is stopping"
+    };
+
+    past = now > t->ladder_ms ? now - t->ladder_ms : 0;
+
+    if (past >= pmcf->kill_grace) {
+        ngx_http_pyexec_task_recycle(t, log);
+        return;
+    }
+
+    stage = past >= pmcf->interrupt_grace ? NGX_HTTP_PYEXEC_STAGE_TRACE
+                                          : NGX_HTTP_PYEXEC_STAGE_EXCEPTION;
+
+    if (stage == NGX_HTTP_PYEXEC_STAGE_EXCEPTION && t->kill_stage == stage) {
+        /* raised once: the next stage is due at the grace */
+        ngx_add_timer(&t->timer, pmcf->interrupt_grace - past);
+        return;
+    }
+
+    if (stage != t->kill_stage) {
+        t->kill_stage = stage;
+
+        if (stage == NGX_HTTP_PYEXEC_STAGE_EXCEPTION) {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "pyexec: cell %ui %s: raising %s", t->seq,
+                          why[t->kill_reason],
+                          t->kill_reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
+                          ? "TimeoutError" : "KeyboardInterrupt");
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "pyexec: cell %ui still runs %uL ms after it %s: "
+                          "raising at every line", t->seq, past,
+                          why[t->kill_reason]);
+        }
+    }
+
+    ngx_http_pyexec_interp_interrupt(t->seq, t->kill_reason, stage);
+
+    ngx_add_timer(&t->timer,
+                  stage == NGX_HTTP_PYEXEC_STAGE_EXCEPTION
+                  ? pmcf->interrupt_grace - past
+                  : ngx_min(250, pmcf->kill_grace - past));
+}
+
+
+/*
+ * POST /sessions/{id}/interrupt: the ladder for the session's running
+ * cell, from KeyboardInterrupt, now.  0: nothing of it is running (a cell
+ * still queued is not interrupted).
+ */
+
+ngx_uint_t
+ngx_http_pyexec_task_interrupt(ngx_http_pyexec_session_t *s)
+{
+    ngx_queue_t             *q;
+    ngx_http_pyexec_task_t  *t;
+
+    ngx_memory_barrier();
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
+
+        if (t->session != s || t->op != NGX_HTTP_PYEXEC_OP_EXECUTE
+            || t->started_ms == 0 || t->finished || t->abandoned)
+        {
+            continue;
+        }
+
+        if (t->kill_reason) {
+            return 1;           /* already on its ladder */
+        }
+
+        if (t->timer.timer_set) {
+            ngx_del_timer(&t->timer);
+        }
+
+        t->kill_reason = NGX_HTTP_PYEXEC_KILL_INTERRUPT;
+        t->ladder_ms = ngx_http_pyexec_interp_now_ms();
+
+        ngx_http_pyexec_task_escalate(t, t->ladder_ms, t->log);
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* a stuck cell is recycling this worker: nothing new is queued */
+
+ngx_uint_t
+ngx_http_pyexec_task_recycling(void)
+{
+    return ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE;
+}
+
+
+/* "termination": {"reason", "stage"}; stage 0: null (not the ladder) */
+
+void
+ngx_http_pyexec_task_termination(ngx_http_pyexec_json_t *j,
+    ngx_http_pyexec_end_e end, ngx_uint_t stage)
+{
+    static const char  *reasons[] = {
+        "ok", "error", "memory", "timeout", "interrupted", "worker_lost"
+    };
+    static const char  *stages[] = { "", "exception", "trace", "recycle" };
+
+    ngx_http_pyexec_json_key(j, "termination");
+    ngx_http_pyexec_json_map_open(j);
+    ngx_http_pyexec_json_key(j, "reason");
+    ngx_http_pyexec_json_cstr(j, reasons[end]);
+    ngx_http_pyexec_json_key(j, "stage");
+
+    if (stage) {
+        ngx_http_pyexec_json_cstr(j, stages[stage]);
+
+    } else {
+        ngx_http_pyexec_json_null(j);
+    }
+
+    ngx_http_pyexec_json_map_close(j);
 }
 
 

@@ -24,6 +24,27 @@ typedef enum {
 } ngx_http_pyexec_op_e;
 
 
+/* why the ladder stops a cell (interp_interrupt()) */
+#define NGX_HTTP_PYEXEC_KILL_TIMEOUT      1
+#define NGX_HTTP_PYEXEC_KILL_INTERRUPT    2   /* POST .../interrupt */
+#define NGX_HTTP_PYEXEC_KILL_STOP         3   /* nginx stops */
+
+/* its stages, in order */
+#define NGX_HTTP_PYEXEC_STAGE_EXCEPTION   1   /* raised once, may be caught */
+#define NGX_HTTP_PYEXEC_STAGE_TRACE       2   /* raised at every line */
+#define NGX_HTTP_PYEXEC_STAGE_RECYCLE     3   /* the worker is replaced */
+
+/* "termination": {"reason"} of an /execute reply */
+typedef enum {
+    NGX_HTTP_PYEXEC_END_OK = 0,
+    NGX_HTTP_PYEXEC_END_ERROR,
+    NGX_HTTP_PYEXEC_END_MEMORY,
+    NGX_HTTP_PYEXEC_END_TIMEOUT,
+    NGX_HTTP_PYEXEC_END_INTERRUPTED,
+    NGX_HTTP_PYEXEC_END_WORKER_LOST
+} ngx_http_pyexec_end_e;
+
+
 typedef struct ngx_http_pyexec_task_s  ngx_http_pyexec_task_t;
 
 typedef void (*ngx_http_pyexec_task_done_pt)(ngx_http_pyexec_task_t *t);
@@ -55,11 +76,17 @@ struct ngx_http_pyexec_task_s {
     u_char                       gone[160];   /* why no restore: 410 */
     ngx_uint_t                   not_found;   /* no checkpoint to restore */
     ngx_uint_t                   was_restored;
+    ngx_uint_t                   reason;      /* KILL_* the cell ended by */
+    ngx_uint_t                   stage;       /* STAGE_* that ended it */
+    uint64_t                     cpu_us;      /* the cell's thread */
+    off_t                        rss_delta;   /* bytes */
 
     /* event loop only */
     ngx_event_t                  timer;
     ngx_queue_t                  queue;       /* request tasks in flight */
-    unsigned                     interrupted:1;
+    uint64_t                     ladder_ms;   /* its first stage, or 0 */
+    ngx_uint_t                   kill_reason; /* KILL_*, 0: none yet */
+    ngx_uint_t                   kill_stage;  /* the last stage sent */
     unsigned                     stuck:1;     /* ran past its kill grace */
     unsigned                     abandoned:1; /* answered; still blocked */
     unsigned                     shut:1;      /* its write side shut down */
@@ -69,6 +96,10 @@ struct ngx_http_pyexec_task_s {
 ngx_http_pyexec_task_t *ngx_http_pyexec_task_alloc(ngx_pool_t *pool);
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);
 ngx_uint_t ngx_http_pyexec_task_idle(void);
+ngx_uint_t ngx_http_pyexec_task_interrupt(ngx_http_pyexec_session_t *s);
+ngx_uint_t ngx_http_pyexec_task_recycling(void);
+void ngx_http_pyexec_task_termination(ngx_http_pyexec_json_t *j,
+    ngx_http_pyexec_end_e end, ngx_uint_t stage);
 ngx_int_t ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,
     ngx_http_pyexec_session_t *s, ngx_event_handler_pt done);
 
