@@ -798,7 +798,7 @@ static ngx_int_t
 ngx_http_pyexec_restarting(ngx_http_request_t *r, ngx_http_pyexec_task_t *t)
 {
     u_char                  buf[32], *p;
-    ngx_uint_t              status;
+    ngx_uint_t              status, durable;
     ngx_http_pyexec_json_t  j;
 
     if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
@@ -806,6 +806,7 @@ ngx_http_pyexec_restarting(ngx_http_request_t *r, ngx_http_pyexec_task_t *t)
     }
 
     status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    durable = ngx_http_pyexec_proc.pmcf->state_dir.len != 0;
 
     ngx_http_pyexec_json_map_open(&j);
     ngx_http_pyexec_json_key(&j, "detail");
@@ -813,10 +814,13 @@ ngx_http_pyexec_restarting(ngx_http_request_t *r, ngx_http_pyexec_task_t *t)
     if (t && t->stuck) {
         status = NGX_HTTP_GATEWAY_TIME_OUT;
 
-        ngx_http_pyexec_json_cstr(&j, "execution could not be stopped "
-                                  "(stuck in C code); the worker is "
-                                  "restarting and the session comes back "
-                                  "from its last checkpoint");
+        ngx_http_pyexec_json_cstr(&j, durable
+            ? "execution could not be stopped (stuck in C code); the worker "
+              "is restarting and the session comes back from its last "
+              "checkpoint"
+            : "execution could not be stopped (stuck in C code); the worker "
+              "is restarting and its sessions are lost");
+
         ngx_http_pyexec_task_termination(&j,
             t->kill_reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
             ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED,
@@ -831,10 +835,12 @@ ngx_http_pyexec_restarting(ngx_http_request_t *r, ngx_http_pyexec_task_t *t)
         ngx_http_pyexec_json_map_close(&j);
 
     } else {
-        ngx_http_pyexec_json_cstr(&j, "the worker is restarting (a cell is "
-                                  "stuck in C code); this request did not "
-                                  "run: retry, the session comes back from "
-                                  "its last checkpoint");
+        ngx_http_pyexec_json_cstr(&j, durable
+            ? "the worker is restarting (a cell is stuck in C code); this "
+              "request did not run: retry, the session comes back from its "
+              "last checkpoint"
+            : "the worker is restarting (a cell is stuck in C code); this "
+              "request did not run, and the worker's sessions are lost");
 
         if (t == NULL || t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
             ngx_http_pyexec_task_termination(&j,

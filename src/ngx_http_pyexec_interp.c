@@ -98,6 +98,7 @@ static void ngx_http_pyexec_interp_raise(void);
 static void ngx_http_pyexec_interp_untrace(void);
 static ngx_int_t ngx_http_pyexec_interp_gen_end(ngx_http_pyexec_json_t *j,
     PyObject *res, ngx_http_pyexec_task_t *t);
+static Py_ssize_t ngx_http_pyexec_interp_utf8_len(PyObject *s);
 
 
 static PyThreadState     *ngx_http_pyexec_tstate;
@@ -1539,6 +1540,32 @@ ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
 }
 
 
+/* the UTF-8 length of a str, lone surrogates as 3 bytes each (-1: error) */
+
+static Py_ssize_t
+ngx_http_pyexec_interp_utf8_len(PyObject *s)
+{
+    PyObject    *b;
+    Py_ssize_t   n;
+
+    if (PyUnicode_AsUTF8AndSize(s, &n) != NULL) {
+        return n;               /* cached in s, as gen_str() needs it */
+    }
+
+    PyErr_Clear();
+
+    b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
+    if (b == NULL) {
+        return -1;
+    }
+
+    n = PyBytes_GET_SIZE(b);
+    Py_DECREF(b);
+
+    return n;
+}
+
+
 /*
  * "termination" (why the cell ended: its ladder's reason and stage when
  * the ladder ended it) and "usage" (wall and thread CPU time, the
@@ -1553,7 +1580,7 @@ ngx_http_pyexec_interp_gen_end(ngx_http_pyexec_json_t *j, PyObject *res,
     u_char       buf[64], *p;
     PyObject    *name;
     Py_ssize_t   out, err;
-    ngx_uint_t   end, i;
+    ngx_uint_t   end;
     const char  *s;
 
     name = PyTuple_GET_ITEM(res, 6);
@@ -1579,19 +1606,10 @@ ngx_http_pyexec_interp_gen_end(ngx_http_pyexec_json_t *j, PyObject *res,
                                      end >= NGX_HTTP_PYEXEC_END_TIMEOUT
                                      ? t->stage : 0);
 
-    out = err = 0;
-
-    for (i = 1; i <= 2; i++) {
-        if (PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(res, i),
-                                    i == 1 ? &out : &err)
-            == NULL)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    out += PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 14));
-    err += PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 15));
+    out = ngx_http_pyexec_interp_utf8_len(PyTuple_GET_ITEM(res, 1))
+          + PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 14));
+    err = ngx_http_pyexec_interp_utf8_len(PyTuple_GET_ITEM(res, 2))
+          + PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 15));
 
     if (PyErr_Occurred()) {
         return NGX_ERROR;

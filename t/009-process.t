@@ -107,7 +107,7 @@ my $t0 = time;
 ($code, $body) = execute("sum(range(10**12))", $minted, ', "timeout": 0.5');
 my $took = time - $t0;
 is($code, 504, "a cell stuck in C gets 504 after the grace period");
-like($body, qr/^\{"detail":"execution could not be stopped; the worker is restarting and its sessions are lost"\}$/, "clear JSON error");
+like($body, qr/^\{"detail":"execution could not be stopped \(stuck in C code\); the worker is restarting and its sessions are lost","termination":\{"reason":"timeout","stage":"recycle"\},"usage":\{"wall_ms":\d+\}\}$/, "clear JSON error: why, and how the cell ended");
 ok($took > 0.9 && $took < 5, sprintf("answered after timeout + grace (%.2f s)", $took));
 
 my $pid1 = 0;

@@ -102,6 +102,10 @@ calls = [
      b"", None, "example"),
     ("/sessions/{session_id}/rollback", "post", "/sessions/demo/rollback",
      b"", None, "nothing to undo"),
+    ("/sessions/{session_id}/interrupt", "post", "/sessions/demo/interrupt",
+     b"", None, "example"),
+    ("/sessions/{session_id}/interrupt", "post",
+     "/sessions/no-such/interrupt", b"", None, "unknown"),
     ("/sessions/{session_id}", "delete", "/sessions/demo", None, None,
      "example"),
     # errors
