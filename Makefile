@@ -134,6 +134,7 @@ bench: deps-bench build
 	bench/upload.sh
 	bench/parallel.sh
 	bench/checkpoint.sh
+	bench/runaway.sh
 
 # SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
 soak: deps-bench build

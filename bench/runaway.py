@@ -1,10 +1,13 @@
 #!/usr/bin/python3
-"""bench/runaway.py PORT -- runaway cells on the shipped nginx.conf
-(bench/runaway.sh starts it with pyexec_kill_grace 3s).
+"""bench/runaway.py PORT PLAIN_PORT -- runaway cells on the shipped
+nginx.conf (bench/runaway.sh starts it with pyexec_kill_grace 3s, and a
+plain nginx answering /health with `return 200` on PLAIN_PORT).
 
-While an open-loop /health probe runs (one keep-alive connection, a GET
-every 2 ms, as bench/probe.py), each phase runs on worker 0:
-- idle: nothing (the baseline);
+While an open-loop /health probe runs (its own process, one keep-alive
+connection, a GET every 2 ms, as bench/probe.py), each phase runs on
+worker 0:
+- plain: plain nginx's /health, the machine's floor (the baseline);
+- idle: pyexec doing nothing;
 - swallow: a cell that catches BaseException in a loop, timeout 1 s
   (stopped by the ladder's trace stage);
 - interrupt: time.sleep(60), interrupted 0.5 s in; the time from the
@@ -12,19 +15,23 @@ every 2 ms, as bench/probe.py), each phase runs on worker 0:
 - c-loop: sum(range(4 * 10**10)), timeout 1 s: the worker is recycled,
   a neighbour's request queued behind it gets 503 + Retry-After, then the
   neighbour runs again on the new worker from its checkpoint.
-Prints /health p50/p99/max per phase and p99 as a ratio to idle, the
-interrupt latency and each phase's outcome.  Exits 1 when a goal is
-missed: /health p99 under 2 ms in every phase, the interrupt answered
-within 1 s, every outcome as expected.
+Prints /health p50/p99/max per phase and p99 as a ratio to plain nginx's,
+the interrupt latency and each phase's outcome.  Exits 1 when a goal is
+missed: /health p99 under 2 ms in every phase (or, on a machine where
+plain nginx itself is slower than that, within 1.5x of plain nginx's p99
+in the same run), the interrupt answered within 1 s, every outcome as
+expected.
 """
 
 import http.client
 import json
+import subprocess
 import sys
 import threading
 import time
 
 PORT = int(sys.argv[1])
+PLAIN = int(sys.argv[2])
 
 
 def request(method, path, body=None, timeout=120):
@@ -60,42 +67,44 @@ def on_worker(w, tag):
     raise SystemExit("worker %d never answered" % w)
 
 
-class Probe(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.lat, self.errors, self.stop = [], 0, False
-
-    def run(self):
+# the probe runs in its own process (the GIL of this one would add its
+# switch interval to the latencies): GETs until its stdin closes, then
+# prints "p50 p99 max n errors"
+PROBE = r"""
+import http.client, sys, threading, time
+port, done, lat, errors, conn = int(sys.argv[1]), [], [], 0, None
+threading.Thread(target=lambda: (sys.stdin.read(), done.append(1)),
+                 daemon=True).start()
+while not done:
+    t0 = time.perf_counter()
+    try:
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/health")
+        r = conn.getresponse()
+        if r.status != 200 or b"healthy" not in r.read():
+            errors += 1
+    except (OSError, http.client.HTTPException):
+        errors += 1
         conn = None
-        while not self.stop:
-            t0 = time.perf_counter()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", PORT,
-                                                      timeout=10)
-                conn.request("GET", "/health")
-                r = conn.getresponse()
-                if r.status != 200 or b"healthy" not in r.read():
-                    self.errors += 1
-            except (OSError, http.client.HTTPException):
-                self.errors += 1
-                conn = None
-            self.lat.append((time.perf_counter() - t0) * 1000.0)
-            time.sleep(0.002)
-
-    def result(self):
-        lat = sorted(self.lat) or [0.0]
-        return (lat[len(lat) // 2], lat[max(0, int(len(lat) * 0.99) - 1)],
-                lat[-1], len(lat), self.errors)
+    lat.append((time.perf_counter() - t0) * 1000.0)
+    time.sleep(0.002)
+lat.sort()
+print(lat[len(lat) // 2], lat[max(0, int(len(lat) * 0.99) - 1)], lat[-1],
+      len(lat), errors)
+"""
 
 
-def phase(name, work):
-    probe = Probe()
-    probe.start()
+def phase(name, work, port=PORT):
+    probe = subprocess.Popen([sys.executable, "-c", PROBE, str(port)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    time.sleep(0.2)
     outcome = work()
-    probe.stop = True
-    probe.join()
-    return name, probe.result(), outcome
+    out, _ = probe.communicate("")
+    p50, p99, mx, n, err = out.split()
+    return name, (float(p50), float(p99), float(mx), int(n), int(err)), \
+        outcome
 
 
 def idle():
@@ -171,26 +180,30 @@ def main():
     sid = on_worker(0, "runaway")
     neighbour = on_worker(0, "neighbour")
     cell(sid, "x = 1")
-    phases = [phase("idle", idle),
+    phases = [phase("plain", idle, PLAIN),
+              phase("idle", idle),
               phase("swallow", swallow(sid)),
               phase("interrupt", interrupt(sid)),
               phase("c-loop", c_loop(sid, neighbour))]
     base = phases[0][1][1] or 1e-9
+    bound = max(2.0, 1.5 * base)
     ok = True
-    print("%-10s %8s %8s %8s %7s %6s %6s  %s" % (
-        "phase", "p50_ms", "p99_ms", "max_ms", "n", "errors", "p99/idle",
+    print("%-10s %8s %8s %8s %7s %6s %9s  %s" % (
+        "phase", "p50_ms", "p99_ms", "max_ms", "n", "errors", "p99/plain",
         "outcome"))
     for name, (p50, p99, mx, n, err), (text, good) in phases:
-        print("%-10s %8.3f %8.3f %8.3f %7d %6d %6.2fx  %s%s" % (
+        print("%-10s %8.3f %8.3f %8.3f %7d %6d %8.2fx  %s%s" % (
             name, p50, p99, mx, n, err, p99 / base, text,
             "" if good else "  <- unexpected"))
-        ok = ok and good and p99 < 2.0
+        ok = ok and good and p99 < bound
     lat = LATENCY.get("interrupt", 1e9)
     print("interrupt of time.sleep(60): answered %.1f ms after the interrupt"
           % lat)
     ok = ok and lat < 1000.0
-    print("goals (/health p99 < 2 ms in every phase, interrupt < 1 s, "
-          "outcomes): %s" % ("met" if ok else "MISSED"))
+    print("goals (/health p99 < %.2f ms in every phase: %s; interrupt < 1 s;"
+          " outcomes): %s" % (bound, "2 ms" if bound == 2.0 else
+                              "1.5x plain nginx, slower than 2 ms here",
+                              "met" if ok else "MISSED"))
     return 0 if ok else 1
 
 

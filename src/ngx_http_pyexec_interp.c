@@ -135,6 +135,7 @@ static ngx_uint_t             ngx_http_pyexec_watching;
 static volatile sig_atomic_t  ngx_http_pyexec_watch_done;
 static ngx_atomic_t           ngx_http_pyexec_kill_seq;
 static ngx_msec_t             ngx_http_pyexec_running_timeout;
+static ngx_fd_t               ngx_http_pyexec_statm = NGX_INVALID_FILE;
 
 /*
  * The ladder (task.c): what the signal aimed at kill_seq raises (the
@@ -197,6 +198,17 @@ ngx_http_pyexec_interp_start(ngx_http_pyexec_main_conf_t *pmcf,
 
     (void) dlopen(NGX_HTTP_PYEXEC_LIBPYTHON,
                   RTLD_NOW|RTLD_NOLOAD|RTLD_GLOBAL);
+
+    /* kept open for interp_rss(): read twice per cell, one pread() each */
+
+    ngx_http_pyexec_statm = ngx_open_file("/proc/self/statm",
+                                          NGX_FILE_RDONLY|O_CLOEXEC,
+                                          NGX_FILE_OPEN, 0);
+    if (ngx_http_pyexec_statm == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      ngx_open_file_n " \"/proc/self/statm\" failed: "
+                      "rss_delta_kib and /status rss are 0");
+    }
 
     task = ngx_calloc(sizeof(ngx_thread_task_t), log);
     if (task == NULL) {
@@ -1950,17 +1962,13 @@ ngx_http_pyexec_interp_rss(void)
 {
     char     buf[64];
     ssize_t  n;
-    ngx_fd_t fd;
     long     pages, resident;
 
-    fd = ngx_open_file("/proc/self/statm", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
+    if (ngx_http_pyexec_statm == NGX_INVALID_FILE) {
         return 0;
     }
 
-    n = read(fd, buf, sizeof(buf) - 1);
-    (void) ngx_close_file(fd);
-
+    n = pread(ngx_http_pyexec_statm, buf, sizeof(buf) - 1, 0);
     if (n <= 0) {
         return 0;
     }
