@@ -441,9 +441,11 @@ ngx_http_pyexec_task_recycle(ngx_http_pyexec_task_t *stuck, ngx_log_t *log)
     ngx_http_pyexec_task_t  *t;
 
     ngx_log_error(NGX_LOG_ALERT, log, 0,
-                  "pyexec: cell %ui did not stop %M ms after its time "
-                  "limit (stuck in C code), recycling the worker",
-                  stuck->seq, ngx_http_pyexec_proc.pmcf->kill_grace);
+                  "pyexec: cell %ui did not stop %M ms after its %s "
+                  "(stuck in C code), recycling the worker",
+                  stuck->seq, ngx_http_pyexec_proc.pmcf->kill_grace,
+                  stuck->kill_reason == NGX_HTTP_PYEXEC_KILL_INTERRUPT
+                  ? "interrupt" : "time limit");
 
     ngx_http_pyexec_proc.stopping = NGX_HTTP_PYEXEC_STOP_RECYCLE;
     stuck->stuck = 1;
