@@ -16,6 +16,7 @@ BUILD     ?= $(CURDIR)/build
 DATA_DIR  ?= $(BUILD)/data
 STATE_DIR ?= $(BUILD)/state
 SOCK_DIR  ?= $(BUILD)/run/sock
+WORKERS   ?= $(shell tools/workers.sh)
 DOWNLOAD_DIR ?= $(BUILD)/downloaded_data
 DATASETS  ?=
 NGX_SRC   ?= /usr/share/nginx/src
@@ -63,11 +64,12 @@ $(MODULE): $(BUILD)/Makefile src/ngx_http_pyexec_bootstrap.h $(SRCS)
 	$(MAKE) -s -f $(BUILD)/Makefile -C $(NGX_SRC) modules
 	@touch $@
 
-# the repo's nginx.conf, with PORT, DATA_DIR and SOCK_DIR put in; the
+# the repo's nginx.conf, with PORT, DATA_DIR, SOCK_DIR and WORKERS put in; the
 # workers (nobody, when started as root) bind their sockets in SOCK_DIR
 $(BUILD)/nginx.conf: nginx.conf FORCE
 	@mkdir -p $(BUILD)/logs $(BUILD)/run $(DATA_DIR) $(SOCK_DIR)
 	@sed -e 's/127\.0\.0\.1:8123/$(LISTEN):$(PORT)/' \
+	     -e 's/^worker_processes .*;/worker_processes $(WORKERS);/' \
 	     -e 's#/run/pyexec/#$(SOCK_DIR)/#g' \
 	     -e 's#/opt/pyexec/#$(CURDIR)/#g' \
 	     -e 's#^\(    pyexec_data_dir\) .*;#\1 $(DATA_DIR);#' \

@@ -12,6 +12,7 @@
 #include "ngx_http_pyexec_child.h"
 #include "ngx_http_pyexec_handler.h"
 #include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_registry.h"
 #include "ngx_http_pyexec_route.h"
 #include "ngx_http_pyexec_session.h"
@@ -270,6 +271,20 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, session_registry),
       &ngx_http_pyexec_registry_min },
 
+    { ngx_string("pyexec_placement"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_placement,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyexec_worker_servers"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyexec_placement_servers,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("pyexec_json_max_depth"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -288,7 +303,7 @@ static ngx_http_module_t  ngx_http_pyexec_module_ctx = {
     ngx_http_pyexec_create_main_conf,      /* create main configuration */
     ngx_http_pyexec_init_main_conf,        /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_pyexec_placement_create_conf, /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_pyexec_create_loc_conf,       /* create location configuration */
@@ -426,6 +441,10 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
         if (pmcf->io_thread_pool == NULL) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (ngx_http_pyexec_placement_conf(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (ngx_http_pyexec_registry_conf(cf, pmcf->uses_python
@@ -684,8 +703,9 @@ ngx_http_pyexec_set_gather(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pyexec_loc_conf_t *plcf = conf;
 
+    u_char      *p;
     ngx_str_t   *value, *uri;
-    ngx_uint_t   i;
+    ngx_uint_t   i, n, w;
 
     if (ngx_http_pyexec_set_handler(cf, cmd, conf) != NGX_CONF_OK) {
         return "is duplicate";
@@ -706,12 +726,35 @@ ngx_http_pyexec_set_gather(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        uri = ngx_array_push(plcf->gather);
-        if (uri == NULL) {
-            return NGX_CONF_ERROR;
-        }
+        /* "<worker>" in a URI: one URI per worker, 0 to worker_processes */
 
-        *uri = value[i];
+        p = ngx_strnstr(value[i].data, "<worker>", value[i].len);
+        n = p ? ngx_http_pyexec_placement_workers(cf) : 1;
+
+        for (w = 0; w < n; w++) {
+            uri = ngx_array_push(plcf->gather);
+            if (uri == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (p == NULL) {
+                *uri = value[i];
+                continue;
+            }
+
+            uri->data = ngx_pnalloc(cf->pool, value[i].len + NGX_INT_T_LEN);
+            if (uri->data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            uri->len = ngx_sprintf(uri->data, "%*s%ui%*s",
+                                   (size_t) (p - value[i].data),
+                                   value[i].data, w,
+                                   (size_t) (value[i].data + value[i].len
+                                             - (p + sizeof("<worker>") - 1)),
+                                   p + sizeof("<worker>") - 1)
+                       - uri->data;
+        }
     }
 
     return NGX_CONF_OK;
@@ -904,6 +947,7 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_pyexec_registry_init_process(cycle);
+    ngx_http_pyexec_placement_report();     /* cold until session_init's */
 
     if (ngx_http_pyexec_child_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
@@ -996,6 +1040,7 @@ ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
      * and the process is going away anyway.
      */
 
+    ngx_http_pyexec_placement_leave();
     ngx_http_pyexec_interp_stop_watch();
     ngx_http_pyexec_interp_checkpoint_all();
 

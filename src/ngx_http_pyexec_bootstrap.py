@@ -700,6 +700,15 @@ def new_session(init):
     return sess, injected, err
 
 
+def warm(init):
+    """A worker's start: pyexec_session_init runs once in a scratch session,
+    thrown away, so that its imports (pandas, scikit-learn...) are in
+    sys.modules before the first session's first cell."""
+    sess, _, err = new_session(init)
+    close_session(sess)
+    return err
+
+
 def variables(sess, injected):
     """User-visible names: no dunders, nothing the server injected."""
     return [k for k, v in sess.ns.items()

@@ -99,8 +99,10 @@ typedef struct {
     uint64_t                     executions;
     uint64_t                     timeouts;
     uint64_t                     started_ms;
+    ngx_uint_t                   cells;       /* in flight: placement.c */
     volatile ngx_uint_t          stopping;    /* NGX_HTTP_PYEXEC_STOP_* */
     unsigned                     ready:1;
+    unsigned                     warm:1;      /* session_init's imports */
     unsigned                     failed:1;
 } ngx_http_pyexec_proc_t;
 

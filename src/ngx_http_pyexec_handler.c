@@ -111,6 +111,10 @@ ngx_http_pyexec_status_handler(ngx_http_request_t *r)
     ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.timeouts);
     ngx_http_pyexec_json_key(&j, "interpreter_ready");
     ngx_http_pyexec_json_bool(&j, ngx_http_pyexec_proc.ready);
+    ngx_http_pyexec_json_key(&j, "warm");
+    ngx_http_pyexec_json_bool(&j, ngx_http_pyexec_proc.warm);
+    ngx_http_pyexec_json_key(&j, "cells_in_flight");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.cells);
     ngx_http_pyexec_json_key(&j, "rss_bytes");
     ngx_http_pyexec_json_int(&j, ngx_http_pyexec_interp_rss());
     ngx_http_pyexec_json_map_close(&j);
@@ -280,7 +284,8 @@ ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
         return rc;      /* NGX_OK, or too long, or not UTF-8 */
     }
 
-    ngx_http_pyexec_session_mint(minted);
+    ngx_http_pyexec_session_mint(minted, ngx_worker == (ngx_uint_t) -1
+                                         ? 0 : (ngx_int_t) ngx_worker);
     id->data = minted;
     id->len = NGX_HTTP_PYEXEC_UUID_LEN;
 

@@ -23,6 +23,7 @@
 #include "ngx_http_pyexec_child.h"
 #include "ngx_http_pyexec_interp.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_session.h"
 #include "ngx_http_pyexec_task.h"
 
@@ -47,6 +48,7 @@
 
 static void ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_interp_init_done(ngx_event_t *ev);
+static void ngx_http_pyexec_interp_warm_done(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf,
     ngx_log_t *log);
 static void ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t,
@@ -111,6 +113,7 @@ static PyObject          *ngx_http_pyexec_reap;
 static PyObject          *ngx_http_pyexec_checkpoint;
 static PyObject          *ngx_http_pyexec_restore;
 static PyObject          *ngx_http_pyexec_rollback;
+static PyObject          *ngx_http_pyexec_warm;
 static PyObject          *ngx_http_pyexec_timeout_exc;
 static PyObject          *ngx_http_pyexec_init_code;
 static PyObject          *ngx_http_pyexec_cap;
@@ -267,9 +270,40 @@ ngx_http_pyexec_interp_init_done(ngx_event_t *ev)
 
         ngx_http_pyexec_child_start_reaper(ev->log);
         ngx_http_pyexec_interp_start_watch(ev->log);
+
+        /* warm: session_init's imports, before the first session's cell */
+
+        if (ngx_http_pyexec_proc.pmcf->session_init.len == 0
+            || ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_WARM, NULL,
+                                                ngx_http_pyexec_interp_warm_done)
+               != NGX_OK)
+        {
+            ngx_http_pyexec_proc.warm = 1;
+            ngx_http_pyexec_placement_report();
+        }
     }
 
     ngx_free(task);
+}
+
+
+static void
+ngx_http_pyexec_interp_warm_done(ngx_event_t *ev)
+{
+    ngx_time_t  *tp;
+
+    ngx_free(ev->data);
+
+    ngx_http_pyexec_proc.warm = 1;
+    ngx_http_pyexec_placement_report();
+
+    tp = ngx_timeofday();
+
+    ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                  "pyexec: worker warm: pyexec_session_init's imports done "
+                  "%uL ms after it started",
+                  (uint64_t) tp->sec * 1000 + tp->msec
+                  - ngx_http_pyexec_proc.started_ms);
 }
 
 
@@ -943,6 +977,7 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     ngx_http_pyexec_checkpoint = PyDict_GetItemString(dict, "checkpoint");
     ngx_http_pyexec_restore = PyDict_GetItemString(dict, "restore");
     ngx_http_pyexec_rollback = PyDict_GetItemString(dict, "rollback");
+    ngx_http_pyexec_warm = PyDict_GetItemString(dict, "warm");
     ngx_http_pyexec_timeout_exc = PyDict_GetItemString(dict, "TimeoutError");
     setup = PyDict_GetItemString(dict, "setup");
 
@@ -953,6 +988,7 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
         || ngx_http_pyexec_checkpoint == NULL
         || ngx_http_pyexec_restore == NULL
         || ngx_http_pyexec_rollback == NULL
+        || ngx_http_pyexec_warm == NULL
         || ngx_http_pyexec_timeout_exc == NULL || setup == NULL)
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0, "pyexec: bootstrap incomplete");
@@ -967,6 +1003,7 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     Py_INCREF(ngx_http_pyexec_checkpoint);
     Py_INCREF(ngx_http_pyexec_restore);
     Py_INCREF(ngx_http_pyexec_rollback);
+    Py_INCREF(ngx_http_pyexec_warm);
     Py_INCREF(ngx_http_pyexec_timeout_exc);
 
     handler = PyCFunction_New(&ngx_http_pyexec_methods[0], NULL);
@@ -1140,6 +1177,16 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 
     case NGX_HTTP_PYEXEC_OP_REAP:
         break;      /* interp_after() reaps */
+
+    case NGX_HTTP_PYEXEC_OP_WARM:
+        res = PyObject_CallOneArg(ngx_http_pyexec_warm,
+                                  ngx_http_pyexec_init_code);
+        if (res == NULL) {
+            ngx_http_pyexec_interp_log_error(log, "warm()");
+        }
+
+        Py_XDECREF(res);
+        break;
     }
 
     ngx_http_pyexec_interp_after(log);

@@ -17,6 +17,7 @@
 
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_reply.h"
 #include "ngx_http_pyexec_route.h"
 #include "ngx_http_pyexec_session.h"
@@ -235,7 +236,7 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        ngx_http_pyexec_session_mint(p);
+        ngx_http_pyexec_session_mint(p, ngx_http_pyexec_placement_pick());
         ctx->id.data = p;
         ctx->id.len = NGX_HTTP_PYEXEC_UUID_LEN;
         ctx->minted = 1;

@@ -15,6 +15,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_registry.h"
 #include "ngx_http_pyexec_session.h"
 #include "ngx_http_pyexec_task.h"
@@ -31,6 +32,8 @@ static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_checkpointed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
+static ngx_int_t ngx_http_pyexec_session_decode(u_char *id, size_t len,
+    u_char *b);
 static ngx_int_t ngx_http_pyexec_session_minted_before(u_char *id,
     size_t len);
 static uint32_t ngx_http_pyexec_session_mac(u_char *p, size_t len);
@@ -197,6 +200,7 @@ ngx_http_pyexec_session_create(u_char *id, size_t len, ngx_log_t *log)
 
     ngx_queue_insert_tail(&p->lru, &s->lru);
     p->nsessions++;
+    ngx_http_pyexec_placement_report();
 
     ngx_http_pyexec_registry_add(id, len, log);
 
@@ -274,6 +278,7 @@ ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s)
     ngx_queue_remove(&s->lru);
     s->in_table = 0;
     p->nsessions--;
+    ngx_http_pyexec_placement_report();
 
     ngx_http_pyexec_registry_del(s->id, s->id_len);
 }
@@ -471,16 +476,18 @@ ngx_http_pyexec_session_expire(ngx_event_t *ev)
 
 /*
  * Minted ids are UUID4 strings: the first 48 bits are the wall-clock time
- * of minting in milliseconds, the last 32 bits a MAC over the first 96 bits
- * with a secret the master holds (or pyexec_session_secret), 42 bits are
- * random.  An id with a valid MAC that is unknown to a worker and older
- * than the worker itself belonged to a session that died with an earlier
- * worker (410).  Any process may mint: the routing front does, so that the
- * id it hashes is the id the worker creates.
+ * of minting in milliseconds, the eighth byte the worker the session is
+ * placed on plus one (0: none; placement.c), the last 32 bits a MAC over
+ * the first 96 bits with a secret the master holds (or
+ * pyexec_session_secret), 34 bits are random.  An id with a valid MAC that
+ * is unknown to a worker and older than the worker itself belonged to a
+ * session that died with an earlier worker (410).  Any process may mint:
+ * the routing front does, so that the id it routes on is the id the worker
+ * creates.
  */
 
 void
-ngx_http_pyexec_session_mint(u_char *out)
+ngx_http_pyexec_session_mint(u_char *out, ngx_int_t worker)
 {
     u_char       b[16];
     uint32_t     mac;
@@ -499,6 +506,7 @@ ngx_http_pyexec_session_mint(u_char *out)
     b[4] = (u_char) (ms >> 8);
     b[5] = (u_char) ms;
     b[6] = (b[6] & 0x0f) | 0x40;
+    b[7] = worker >= 0 && worker < 255 ? (u_char) (worker + 1) : 0;
     b[8] = (b[8] & 0x3f) | 0x80;
 
     mac = ngx_http_pyexec_session_mac(b, 12);
@@ -537,15 +545,48 @@ ngx_http_pyexec_session_lost(u_char *id, size_t len)
 static ngx_int_t
 ngx_http_pyexec_session_minted_before(u_char *id, size_t len)
 {
-    u_char      b[16];
+    u_char    b[16];
+    uint64_t  ms;
+
+    if (ngx_http_pyexec_session_decode(id, len, b) != NGX_OK) {
+        return 0;
+    }
+
+    ms = ((uint64_t) b[0] << 40) | ((uint64_t) b[1] << 32)
+         | ((uint64_t) b[2] << 24) | ((uint64_t) b[3] << 16)
+         | ((uint64_t) b[4] << 8) | b[5];
+
+    return ms < ngx_http_pyexec_proc.started_ms;
+}
+
+
+/* the worker a minted id was placed on (MAC checked), or -1 */
+
+ngx_int_t
+ngx_http_pyexec_session_pinned(u_char *id, size_t len)
+{
+    u_char  b[16];
+
+    if (ngx_http_pyexec_session_decode(id, len, b) != NGX_OK || b[7] == 0) {
+        return -1;
+    }
+
+    return b[7] - 1;
+}
+
+
+/* the 16 bytes of an id this service minted; NGX_DECLINED: not one */
+
+static ngx_int_t
+ngx_http_pyexec_session_decode(u_char *id, size_t len, u_char *b)
+{
     size_t      i;
     uint32_t    mac;
-    uint64_t    ms;
     ngx_int_t   v;
     ngx_uint_t  n;
 
     if (len != NGX_HTTP_PYEXEC_UUID_LEN) {
-        return 0;
+        return NGX_DECLINED;
     }
 
     n = 0;
@@ -553,14 +594,14 @@ ngx_http_pyexec_session_minted_before(u_char *id, size_t len)
     for (i = 0; i < len; i += 2) {
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (id[i] != '-') {
-                return 0;
+                return NGX_DECLINED;
             }
             i++;
         }
 
         v = ngx_hextoi(&id[i], 2);
         if (v == NGX_ERROR) {
-            return 0;
+            return NGX_DECLINED;
         }
 
         b[n++] = (u_char) v;
@@ -571,14 +612,10 @@ ngx_http_pyexec_session_minted_before(u_char *id, size_t len)
     if (b[12] != (u_char) (mac >> 24) || b[13] != (u_char) (mac >> 16)
         || b[14] != (u_char) (mac >> 8) || b[15] != (u_char) mac)
     {
-        return 0;       /* not minted here */
+        return NGX_DECLINED;        /* not minted here */
     }
 
-    ms = ((uint64_t) b[0] << 40) | ((uint64_t) b[1] << 32)
-         | ((uint64_t) b[2] << 24) | ((uint64_t) b[3] << 16)
-         | ((uint64_t) b[4] << 8) | b[5];
-
-    return ms < ngx_http_pyexec_proc.started_ms;
+    return NGX_OK;
 }
 
 

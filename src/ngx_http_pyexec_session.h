@@ -43,7 +43,8 @@ ngx_http_pyexec_session_t *ngx_http_pyexec_session_create(u_char *id,
 void ngx_http_pyexec_session_remove(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_touch(ngx_http_pyexec_session_t *s);
-void ngx_http_pyexec_session_mint(u_char *out);
+void ngx_http_pyexec_session_mint(u_char *out, ngx_int_t worker);
+ngx_int_t ngx_http_pyexec_session_pinned(u_char *id, size_t len);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);
 void ngx_http_pyexec_session_set_secret(ngx_str_t *configured);
 void ngx_http_pyexec_session_checkpoint_idle(void);

@@ -15,6 +15,7 @@
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_interp.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_socket.h"
 #include "ngx_http_pyexec_task.h"
 
@@ -87,6 +88,11 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
     r->aio = 1;
 
     ngx_queue_insert_tail(&ngx_http_pyexec_tasks, &t->queue);
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
+        ngx_http_pyexec_proc.cells++;
+        ngx_http_pyexec_placement_report();
+    }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, t->log, 0,
                    "pyexec task posted: op %d cell %ui",
@@ -205,6 +211,11 @@ ngx_http_pyexec_task_event(ngx_event_t *ev)
     }
 
     ngx_queue_remove(&t->queue);
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
+        ngx_http_pyexec_proc.cells--;
+        ngx_http_pyexec_placement_report();
+    }
 
     r->main->blocked--;
     r->aio = 0;

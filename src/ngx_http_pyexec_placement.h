@@ -1,0 +1,26 @@
+
+/*
+ * Copyright (C) pyexec authors
+ */
+
+
+#ifndef _NGX_HTTP_PYEXEC_PLACEMENT_H_INCLUDED_
+#define _NGX_HTTP_PYEXEC_PLACEMENT_H_INCLUDED_
+
+
+#include "ngx_http_pyexec_common.h"
+
+
+ngx_int_t ngx_http_pyexec_placement_conf(ngx_conf_t *cf);
+void ngx_http_pyexec_placement_report(void);
+void ngx_http_pyexec_placement_leave(void);
+ngx_int_t ngx_http_pyexec_placement_pick(void);
+void *ngx_http_pyexec_placement_create_conf(ngx_conf_t *cf);
+char *ngx_http_pyexec_placement(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_uint_t ngx_http_pyexec_placement_workers(ngx_conf_t *cf);
+char *ngx_http_pyexec_placement_servers(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+#endif /* _NGX_HTTP_PYEXEC_PLACEMENT_H_INCLUDED_ */
