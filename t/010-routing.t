@@ -10,7 +10,7 @@
 use strict;
 use warnings;
 
-use Test::More tests => 29;
+use Test::More tests => 30;
 use Time::HiRes qw(sleep time);
 use IO::Socket::UNIX;
 use POSIX ();
@@ -40,6 +40,9 @@ my (%worker, %pid, @ids, $bad_state, $moved, $no_header);
 $bad_state = $moved = $no_header = 0;
 
 for my $i (1 .. 100) { push @ids, "client-$i-" . ('x' x ($i % 7)) }
+
+# the front places minted sessions on warm workers only
+ok(Pyexec::Shipped::wait_warm($ng), 'both workers are warm');
 
 my $minted_ok = 0;
 for my $i (1 .. 100) {

@@ -38,6 +38,26 @@ sub wait_workers {
     return 0;
 }
 
+# until every worker is warm (pyexec_session_init's imports done, "warm"
+# in its /status, asked through the front with an id hashed to it), so
+# that the front places new sessions on all of them; 0 if one never is
+sub wait_warm {
+    my ($ng, $workers) = @_;
+    require Pyexec::Cells;
+    for my $w (0 .. ($workers // 2) - 1) {
+        my $id = Pyexec::Cells::id_on_worker($ng, $w, "warm");
+        my $warm = 0;
+        for (1 .. 600) {
+            my (undef, $body) = $ng->http('GET', '/status', undef,
+                                          { 'X-Session-Id' => $id });
+            if ($body =~ /"warm":true/) { $warm = 1; last }
+            select(undef, undef, undef, 0.05);
+        }
+        return 0 unless $warm;
+    }
+    return 1;
+}
+
 sub render {
     my (%o) = @_;    # root, addr, port, mod, http_extra, state, set
     my $file = abs_path('.') . '/nginx.conf';
