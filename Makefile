@@ -137,6 +137,7 @@ bench: deps-bench build
 	bench/parallel.sh
 	bench/checkpoint.sh
 	bench/runaway.sh
+	bench/fleet.sh
 
 # SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
 soak: deps-bench build

@@ -14,8 +14,9 @@ model).  The same trace runs, one target after the other, against:
              jupyter_client), as a notebook server would run them
   reference  the replaced FastAPI service (../shared/bench/seedref)
 Reports per target: wall time, short-cell latency p50/p95/max (every
-cell but the CPU one, as the agent sees it), failures, peak RSS of the
-target's processes (sampled every 100 ms); then the goals: short-cell
+cell but the CPU one, as the agent sees it), failures, peak memory of
+the target's processes (the sum of their PSS, sampled every 100 ms: pages
+shared between processes count once); then the goals: short-cell
 p50 and p95 no worse than Jupyter's, peak RSS at most half of Jupyter's,
 no failures.  Exit status 1 when a goal is missed.
 """
@@ -175,34 +176,65 @@ def start_kernels(n, cwd):
 
 # --- the run -------------------------------------------------------------------
 
+def pss(pid):
+    """Proportional set size (bytes): pages shared between processes (a
+    fork's copy-on-write image, nginx's workers) counted once in all."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class Sampler(threading.Thread):
-    """Peak RSS of a process tree (the pids and their descendants)."""
+    """Peak memory (PSS) of a process tree: the pids and their children."""
 
     def __init__(self, pids):
         super().__init__(daemon=True)
         self.pids, self.peak, self.stop = pids, 0, False
 
     def procs(self):
-        out = []
+        out = set()
         for pid in self.pids():
             try:
                 p = psutil.Process(pid)
-                out.append(p)
-                out.extend(p.children(recursive=True))
+                out.add(p.pid)
+                out.update(c.pid for c in p.children(recursive=True))
             except psutil.Error:
                 pass
         return out
 
     def run(self):
         while not self.stop:
-            rss = 0
-            for p in self.procs():
-                try:
-                    rss += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, rss)
+            self.peak = max(self.peak, sum(pss(p) for p in self.procs()))
             time.sleep(0.1)
+
+
+def wait_warm(port, workers):
+    """Until every pyexec worker says warm in its /status (asked through
+    the front with ids that hash to each): as the kernels are started
+    before the clock starts, so are the workers."""
+    warm = set()
+    deadline = time.time() + 300
+    i = 0
+    while len(warm) < workers and time.time() < deadline:
+        i += 1
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        c.request("GET", "/status", headers={"X-Session-Id": "warm-%d" % i})
+        r = c.getresponse()
+        try:
+            st = json.loads(r.read())
+        except ValueError:
+            st = {}
+        c.close()
+        if st.get("warm"):
+            warm.add(st.get("worker"))
+        else:
+            time.sleep(0.1)
+    return len(warm) >= workers
 
 
 def fleet(name, agents, cells, rounds, think, pids, seed):
@@ -253,6 +285,7 @@ def main():
     ap.add_argument("--think", type=float, default=0.5)
     ap.add_argument("--pids-pyexec", type=int, required=True)
     ap.add_argument("--pids-ref", type=int)
+    ap.add_argument("--workers", type=int, default=2)
     o = ap.parse_args()
 
     csv = os.path.join(o.data, "payments.csv")
@@ -260,6 +293,9 @@ def main():
     cells = trace(csv, cpu_cell())
     results = []
 
+    if not wait_warm(o.pyexec, o.workers):
+        print("pyexec's workers did not warm up", file=sys.stderr)
+        return 1
     agents = [HttpAgent(o.pyexec, True) for _ in range(o.agents)]
     results.append(fleet("pyexec", agents, cells, o.rounds, o.think,
                          lambda: [o.pids_pyexec], 1))
@@ -281,7 +317,7 @@ def main():
     jup = results[1]
     print("%-10s %8s %8s %8s %9s %6s %6s %8s %8s %8s" % (
         "target", "wall_s", "p50_ms", "p95_ms", "max_ms", "cells", "fails",
-        "peak_mb", "p50/jup", "rss/jup"))
+        "peak_mb", "p50/jup", "mem/jup"))
     for r in results:
         print("%-10s %8.1f %8.1f %8.1f %9.1f %6d %6d %8.0f %7.2fx %7.2fx" % (
             r["name"], r["wall_s"], r["p50"], r["p95"], r["max"], r["cells"],

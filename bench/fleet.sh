@@ -30,5 +30,5 @@ done
 echo "# pyexec bench/fleet.sh: $(date -u +%FT%TZ), $(nproc) cores, $WORKERS workers, ${AGENTS:-8} agents"
 /usr/bin/python3 "$HERE/fleet.py" --pyexec "$PORT" --reference "$REF" \
     --data "$OUT/data" --agents "${AGENTS:-8}" --rounds "${ROUNDS:-2}" \
-    --think "${THINK:-0.5}" --pids-pyexec "$master" \
-    --pids-ref "$(pgrep -f "uvicorn.*--port $REF" | head -1 || echo $ref)"
+    --think "${THINK:-0.5}" --pids-pyexec "$master" --workers "$WORKERS" \
+    --pids-ref "$ref"

@@ -32,6 +32,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 #include <pthread.h>
+#include <sys/wait.h>
 
 
 #define NGX_HTTP_PYEXEC_SIGNAL        (SIGRTMIN + 3)
@@ -68,8 +69,11 @@ static ngx_int_t ngx_http_pyexec_interp_gen_outputs(ngx_http_pyexec_json_t *j,
 static void ngx_http_pyexec_interp_start_watch(ngx_log_t *log);
 static u_char *ngx_http_pyexec_interp_checkpoint_path(
     ngx_http_pyexec_session_t *s, u_char *buf, size_t size);
-static void ngx_http_pyexec_interp_checkpoint_one(
-    ngx_http_pyexec_session_t *s, ngx_uint_t count, ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_interp_checkpoint_one(
+    ngx_http_pyexec_session_t *s, ngx_uint_t count, ngx_uint_t fork_it,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_interp_writer_done(
+    ngx_http_pyexec_session_t *s, ngx_uint_t wait, ngx_log_t *log);
 static ngx_int_t ngx_http_pyexec_interp_checkpoint_remove(
     ngx_http_pyexec_session_t *s, ngx_log_t *log);
 static ngx_int_t ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t,
@@ -339,11 +343,23 @@ ngx_http_pyexec_interp_checkpoint_path(ngx_http_pyexec_session_t *s,
 }
 
 
-static void
+/*
+ * Write a session's checkpoint.  Between cells (fork set) it is written by
+ * a child the interpreter thread forks, as Redis' BGSAVE does: the child
+ * holds a copy-on-write image of the namespace, pickles it and exits, and
+ * the thread goes on to the next cell at once (a fork costs milliseconds;
+ * the pickling of a large DataFrame hundreds of them).  One writer per
+ * session at a time, so checkpoints land in order: NGX_BUSY while the
+ * last one is still being written.  At exit (reload, quit, a recycle's
+ * rescue) it is written here, after the session's writer has finished.
+ */
+
+static ngx_int_t
 ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
-    ngx_uint_t count, ngx_log_t *log)
+    ngx_uint_t count, ngx_uint_t fork_it, ngx_log_t *log)
 {
     u_char      path[NGX_MAX_PATH];
+    ngx_pid_t   pid;
     PyObject   *res;
     Py_ssize_t  n;
 
@@ -351,7 +367,40 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
         || ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
            == NULL)
     {
-        return;
+        return NGX_OK;
+    }
+
+    if (ngx_http_pyexec_interp_writer_done(s, !fork_it, log) != NGX_OK) {
+        return NGX_BUSY;
+    }
+
+    pid = 0;
+
+    if (fork_it) {
+        PyOS_BeforeFork();
+        pid = fork();
+
+        if (pid == 0) {
+            PyOS_AfterFork_Child();
+
+        } else {
+            PyOS_AfterFork_Parent();
+
+            if (pid == -1) {
+                ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                              "pyexec: fork() for a checkpoint failed, "
+                              "writing it in the interpreter thread");
+            }
+        }
+
+        if (pid > 0) {
+            s->ckpt_pid = pid;
+
+            ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "pyexec session \"%*s\" checkpoint %ui: "
+                           "writer %P", s->id_len, s->id, count, pid);
+            return NGX_OK;
+        }
     }
 
     res = PyObject_CallFunction(ngx_http_pyexec_checkpoint, "OOsy#nn",
@@ -362,7 +411,12 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
                                 ngx_http_pyexec_proc.pmcf->checkpoint_max);
     if (res == NULL) {
         ngx_http_pyexec_interp_log_error(log, "checkpoint()");
-        return;
+
+        if (pid == 0 && fork_it) {
+            _exit(1);               /* the writer */
+        }
+
+        return NGX_OK;
     }
 
     n = PyList_Check(res) ? PyList_GET_SIZE(res) : 0;
@@ -380,6 +434,50 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     }
 
     Py_DECREF(res);
+
+    if (pid == 0 && fork_it) {
+        _exit(0);                   /* the writer: nothing else of ours */
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Has the writer of the session's last checkpoint finished (NGX_OK) or is
+ * it still writing (NGX_BUSY)?  wait: until it has.  A writer the reaper
+ * took first (ECHILD) has finished too.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
+    ngx_uint_t wait, ngx_log_t *log)
+{
+    int        status;
+    ngx_pid_t  pid;
+
+    if (s->ckpt_pid == 0) {
+        return NGX_OK;
+    }
+
+    do {
+        pid = waitpid(s->ckpt_pid, &status, wait ? 0 : WNOHANG);
+    } while (pid == -1 && ngx_errno == NGX_EINTR);
+
+    if (pid == 0) {
+        return NGX_BUSY;
+    }
+
+    if (pid > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "pyexec: the checkpoint writer %P of session \"%*s\" "
+                      "failed (status %d): its previous checkpoint stays",
+                      s->ckpt_pid, s->id_len, s->id, status);
+    }
+
+    s->ckpt_pid = 0;
+
+    return NGX_OK;
 }
 
 
@@ -390,6 +488,7 @@ ngx_http_pyexec_interp_checkpoint_remove(ngx_http_pyexec_session_t *s,
     ngx_log_t *log)
 {
     u_char     path[NGX_MAX_PATH];
+    size_t     len;
     ngx_int_t  rc;
 
     if (ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
@@ -409,7 +508,18 @@ ngx_http_pyexec_interp_checkpoint_remove(ngx_http_pyexec_session_t *s,
         }
     }
 
-    (void) ngx_cpystrn(path + ngx_strlen(path), (u_char *) ".prev", 6);
+    len = ngx_strlen(path);
+
+    (void) ngx_cpystrn(path + len, (u_char *) ".prev", 6);
+
+    if (unlink((char *) path) == -1 && ngx_errno != NGX_ENOENT) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "pyexec: unlink(\"%s\") failed", path);
+    }
+
+    /* what a writer killed mid-write left */
+
+    (void) ngx_cpystrn(path + len, (u_char *) ".tmp", 5);
 
     if (unlink((char *) path) == -1 && ngx_errno != NGX_ENOENT) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
@@ -537,6 +647,8 @@ ngx_http_pyexec_interp_rollback(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         return;
     }
 
+    (void) ngx_http_pyexec_interp_writer_done(s, 1, log);  /* files settle */
+
     res = PyObject_CallFunction(ngx_http_pyexec_rollback, "OOsy#nOn",
                                 (PyObject *) s->ns, (PyObject *) s->injected,
                                 (char *) path, (char *) s->id,
@@ -662,8 +774,9 @@ ngx_http_pyexec_interp_checkpoint_all(void)
         s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
 
         if (s->dirty && s->ns) {
-            ngx_http_pyexec_interp_checkpoint_one(s, s->execution_count,
-                                                  ngx_cycle->log);
+            (void) ngx_http_pyexec_interp_checkpoint_one(s,
+                                                         s->execution_count,
+                                                         0, ngx_cycle->log);
         }
     }
 
@@ -698,8 +811,9 @@ ngx_http_pyexec_interp_rescue_thread(void *data)
         s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
 
         if (s->dirty && s->ns && s != stuck) {
-            ngx_http_pyexec_interp_checkpoint_one(s, s->execution_count,
-                                                  ngx_cycle->log);
+            (void) ngx_http_pyexec_interp_checkpoint_one(s,
+                                                         s->execution_count,
+                                                         0, ngx_cycle->log);
         }
     }
 
@@ -1158,12 +1272,20 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         Py_CLEAR(s->ns);
         Py_CLEAR(s->injected);
 
+        /* a writer still at work would put the checkpoint back */
+
+        if (s->ckpt_pid) {
+            (void) kill(s->ckpt_pid, SIGKILL);
+            (void) ngx_http_pyexec_interp_writer_done(s, 1, log);
+        }
+
         (void) ngx_http_pyexec_interp_checkpoint_remove(s, log);
         break;
 
     case NGX_HTTP_PYEXEC_OP_CHECKPOINT:
-        ngx_http_pyexec_interp_checkpoint_one(t->session,
-                                              t->execution_count, log);
+        t->status = ngx_http_pyexec_interp_checkpoint_one(t->session,
+                                                          t->execution_count,
+                                                          1, log);
         break;
 
     case NGX_HTTP_PYEXEC_OP_ROLLBACK:

@@ -25,6 +25,11 @@
 
 
 #define NGX_HTTP_PYEXEC_BUCKETS_MIN  1024
+#define NGX_HTTP_PYEXEC_CKPT_RETRY   200    /* ms: a writer still at work */
+
+
+static ngx_event_t       ngx_http_pyexec_ckpt_retry;
+static ngx_connection_t  ngx_http_pyexec_ckpt_conn;     /* ev->data, logs */
 
 
 static ngx_int_t ngx_http_pyexec_session_grow(void);
@@ -32,6 +37,7 @@ static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_checkpointed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
+static void ngx_http_pyexec_session_ckpt_retry(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyexec_session_decode(u_char *id, size_t len,
     u_char *b);
 static ngx_int_t ngx_http_pyexec_session_minted_before(u_char *id,
@@ -414,10 +420,34 @@ ngx_http_pyexec_session_checkpointed(ngx_event_t *ev)
     ngx_http_pyexec_task_t     *t = task->ctx;
     ngx_http_pyexec_session_t  *s = t->session;
 
-    ngx_free(task);
-
     s->checkpointing = 0;
+
+    if (t->status == NGX_BUSY && s->in_table) {
+        /* its last checkpoint is still being written: again shortly */
+
+        ngx_http_pyexec_session_dirty(s, 1);
+
+        if (!ngx_http_pyexec_ckpt_retry.timer_set) {
+            ngx_http_pyexec_ckpt_retry.handler =
+                                        ngx_http_pyexec_session_ckpt_retry;
+            ngx_http_pyexec_ckpt_retry.log = ngx_cycle->log;
+            ngx_http_pyexec_ckpt_retry.data = &ngx_http_pyexec_ckpt_conn;
+            ngx_http_pyexec_ckpt_retry.cancelable = 1;
+            ngx_http_pyexec_ckpt_conn.fd = (ngx_socket_t) -1;
+            ngx_add_timer(&ngx_http_pyexec_ckpt_retry,
+                          NGX_HTTP_PYEXEC_CKPT_RETRY);
+        }
+    }
+
+    ngx_free(task);
     ngx_http_pyexec_session_release(s);
+}
+
+
+static void
+ngx_http_pyexec_session_ckpt_retry(ngx_event_t *ev)
+{
+    ngx_http_pyexec_session_checkpoint_idle();
 }
 
 

@@ -24,6 +24,7 @@ struct ngx_http_pyexec_session_s {
     time_t                       created_at;
     time_t                       last_used;
     uint32_t                     hash;
+    ngx_pid_t                    ckpt_pid;    /* its checkpoint's writer */
     unsigned                     in_table:1;
     unsigned                     dirty:1;     /* changed since checkpoint */
     unsigned                     checkpointing:1;

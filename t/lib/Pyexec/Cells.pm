@@ -65,7 +65,7 @@ sub worker_of {
 my $probe = 0;
 sub id_on_worker {
     my ($ng, $w, $tag) = @_;
-    my $deadline = time + 15;
+    my $deadline = time + 60;      # a worker warming up answers after it
     while (time < $deadline) {
         my $id = "$tag-" . $probe++;
         my (undef, undef, $h) = $ng->http('GET', "/sessions/$id");
