@@ -32,6 +32,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 
@@ -39,6 +40,7 @@
 #define NGX_HTTP_PYEXEC_VALUE_DEPTH   100
 #define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
+#define NGX_HTTP_PYEXEC_CKPT_SHARE    10    /* 1 / the time in checkpoints */
 
 #define NGX_HTTP_PYEXEC_STR(x)        NGX_HTTP_PYEXEC_STR2(x)
 #define NGX_HTTP_PYEXEC_STR2(x)       #x
@@ -374,6 +376,18 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
         return NGX_BUSY;
     }
 
+    /*
+     * at most a tenth of the time in checkpoints: a session whose writer
+     * spent 500 ms of CPU is written again 5 s after the last at the
+     * earliest, one of a few names after every cell
+     */
+
+    if (fork_it && ngx_http_pyexec_interp_now_ms() - s->ckpt_at
+                   < (uint64_t) s->ckpt_cost * NGX_HTTP_PYEXEC_CKPT_SHARE)
+    {
+        return NGX_BUSY;
+    }
+
     pid = 0;
 
     if (fork_it) {
@@ -395,6 +409,7 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
 
         if (pid > 0) {
             s->ckpt_pid = pid;
+            s->ckpt_at = ngx_http_pyexec_interp_now_ms();
 
             ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
                            "pyexec session \"%*s\" checkpoint %ui: "
@@ -453,19 +468,27 @@ static ngx_int_t
 ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
     ngx_uint_t wait, ngx_log_t *log)
 {
-    int        status;
-    ngx_pid_t  pid;
+    int            status;
+    ngx_pid_t      pid;
+    struct rusage  ru;
 
     if (s->ckpt_pid == 0) {
         return NGX_OK;
     }
 
     do {
-        pid = waitpid(s->ckpt_pid, &status, wait ? 0 : WNOHANG);
+        pid = wait4(s->ckpt_pid, &status, wait ? 0 : WNOHANG, &ru);
     } while (pid == -1 && ngx_errno == NGX_EINTR);
 
     if (pid == 0) {
         return NGX_BUSY;
+    }
+
+    if (pid > 0) {
+        s->ckpt_cost = (uint32_t) (ru.ru_utime.tv_sec * 1000
+                                   + ru.ru_utime.tv_usec / 1000
+                                   + ru.ru_stime.tv_sec * 1000
+                                   + ru.ru_stime.tv_usec / 1000);
     }
 
     if (pid > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {

@@ -25,6 +25,8 @@ struct ngx_http_pyexec_session_s {
     time_t                       last_used;
     uint32_t                     hash;
     ngx_pid_t                    ckpt_pid;    /* its checkpoint's writer */
+    uint32_t                     ckpt_cost;   /* its CPU, ms */
+    uint64_t                     ckpt_at;     /* when it was forked, ms */
     unsigned                     in_table:1;
     unsigned                     dirty:1;     /* changed since checkpoint */
     unsigned                     checkpointing:1;
