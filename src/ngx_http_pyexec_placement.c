@@ -53,6 +53,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_pyexec_placement_init_zone(ngx_shm_zone_t *zone,
     void *data);
+static uint64_t ngx_http_pyexec_placement_score(ngx_http_pyexec_slot_t *slot);
 static ngx_int_t ngx_http_pyexec_placement_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_pyexec_placement_init_peer(ngx_http_request_t *r,
@@ -172,6 +173,16 @@ ngx_http_pyexec_placement_leave(void)
 }
 
 
+/* lower is less busy; a cold worker only when every one is: (1 << 62) */
+
+static uint64_t
+ngx_http_pyexec_placement_score(ngx_http_pyexec_slot_t *slot)
+{
+    return ((uint64_t) (slot->warm ? 0 : 1) << 62)
+           + ((uint64_t) slot->cells << 32) + slot->sessions;
+}
+
+
 /*
  * A front minting an id: the worker for the new session, or -1 (no worker
  * has reported: the id is not pinned, the hash places it).  Warm workers
@@ -209,10 +220,7 @@ ngx_http_pyexec_placement_pick(void)
             continue;
         }
 
-        /* a cold worker only when every one is cold: (1 << 62) */
-
-        score = ((uint64_t) (slot->warm ? 0 : 1) << 62)
-                + ((uint64_t) slot->cells << 32) + slot->sessions;
+        score = ngx_http_pyexec_placement_score(slot);
 
         if (score < low) {
             low = score;
@@ -237,8 +245,7 @@ ngx_http_pyexec_placement_pick(void)
             continue;
         }
 
-        score = ((uint64_t) (slot->warm ? 0 : 1) << 62)
-                + ((uint64_t) slot->cells << 32) + slot->sessions;
+        score = ngx_http_pyexec_placement_score(slot);
 
         if (score == low && pick-- == 0) {
             best = i;
