@@ -296,16 +296,17 @@ ngx_http_pyexec_interp_init_done(ngx_event_t *ev)
 static void
 ngx_http_pyexec_interp_warm_done(ngx_event_t *ev)
 {
+    ngx_log_t   *log = ev->log;
     ngx_time_t  *tp;
 
-    ngx_free(ev->data);
+    ngx_free(ev->data);             /* the task: ev is inside it */
 
     ngx_http_pyexec_proc.warm = 1;
     ngx_http_pyexec_placement_report();
 
     tp = ngx_timeofday();
 
-    ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+    ngx_log_error(NGX_LOG_INFO, log, 0,
                   "pyexec: worker warm: pyexec_session_init's imports done "
                   "%uL ms after it started",
                   (uint64_t) tp->sec * 1000 + tp->msec
