@@ -32,6 +32,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -397,6 +398,9 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
 
         if (pid == 0) {
             PyOS_AfterFork_Child();
+
+            /* "pyexec-ckpt" in ps, top: what this process is */
+            (void) prctl(PR_SET_NAME, "pyexec-ckpt", 0, 0, 0);
 
         } else {
             PyOS_AfterFork_Parent();
