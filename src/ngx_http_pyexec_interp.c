@@ -42,6 +42,7 @@
 #define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
 #define NGX_HTTP_PYEXEC_CKPT_SHARE    10    /* 1 / the time in checkpoints */
+#define NGX_HTTP_PYEXEC_CKPT_FORK     20    /* ms of pickling worth a fork */
 
 #define NGX_HTTP_PYEXEC_STR(x)        NGX_HTTP_PYEXEC_STR2(x)
 #define NGX_HTTP_PYEXEC_STR2(x)       #x
@@ -348,8 +349,10 @@ ngx_http_pyexec_interp_checkpoint_path(ngx_http_pyexec_session_t *s,
 
 
 /*
- * Write a session's checkpoint.  Between cells (fork set) it is written by
- * a child the interpreter thread forks, as Redis' BGSAVE does: the child
+ * Write a session's checkpoint.  Between cells (fork set), a session whose
+ * last checkpoint took 20 ms or more is written by a child the
+ * interpreter thread forks, as Redis' BGSAVE does (a smaller one is
+ * written here: cheaper than a fork, and measured again): the child
  * holds a copy-on-write image of the namespace, pickles it and exits, and
  * the thread goes on to the next cell at once (a fork costs milliseconds;
  * the pickling of a large DataFrame hundreds of them).  One writer per
@@ -362,10 +365,12 @@ static ngx_int_t
 ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     ngx_uint_t count, ngx_uint_t fork_it, ngx_log_t *log)
 {
-    u_char      path[NGX_MAX_PATH];
-    ngx_pid_t   pid;
-    PyObject   *res;
-    Py_ssize_t  n;
+    u_char           path[NGX_MAX_PATH];
+    uint64_t         now;
+    ngx_pid_t        pid;
+    PyObject        *res;
+    Py_ssize_t       n;
+    struct timespec  cpu, end;
 
     if (s->ns == NULL
         || ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
@@ -384,10 +389,22 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
      * earliest, one of a few names after every cell
      */
 
-    if (fork_it && ngx_http_pyexec_interp_now_ms() - s->ckpt_at
-                   < (uint64_t) s->ckpt_cost * NGX_HTTP_PYEXEC_CKPT_SHARE)
-    {
-        return NGX_BUSY;
+    if (fork_it) {
+        now = ngx_http_pyexec_interp_now_ms();
+
+        if (now - s->ckpt_at
+            < (uint64_t) s->ckpt_cost * NGX_HTTP_PYEXEC_CKPT_SHARE)
+        {
+            return NGX_BUSY;
+        }
+
+        s->ckpt_at = now;
+
+        /* a session that pickles in less than a fork costs: written here */
+
+        if (s->ckpt_cost < NGX_HTTP_PYEXEC_CKPT_FORK) {
+            fork_it = 0;
+        }
     }
 
     pid = 0;
@@ -414,7 +431,6 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
 
         if (pid > 0) {
             s->ckpt_pid = pid;
-            s->ckpt_at = ngx_http_pyexec_interp_now_ms();
 
             ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
                            "pyexec session \"%*s\" checkpoint %ui: "
@@ -422,6 +438,8 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
             return NGX_OK;
         }
     }
+
+    (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
 
     res = PyObject_CallFunction(ngx_http_pyexec_checkpoint, "OOsy#nn",
                                 (PyObject *) s->ns, (PyObject *) s->injected,
@@ -437,6 +455,12 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
         }
 
         return NGX_OK;
+    }
+
+    if (pid == 0 && !fork_it) {
+        (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &end);
+        s->ckpt_cost = (uint32_t) ((end.tv_sec - cpu.tv_sec) * 1000
+                                   + (end.tv_nsec - cpu.tv_nsec) / 1000000);
     }
 
     n = PyList_Check(res) ? PyList_GET_SIZE(res) : 0;
