@@ -213,6 +213,15 @@ class Sampler(threading.Thread):
             time.sleep(0.1)
 
 
+def idle_workers(master):
+    """(n, mean RSS MB, mean PSS MB) of the master's worker processes."""
+    kids = psutil.Process(master).children()
+    rss = [k.memory_info().rss for k in kids]
+    pss_ = [pss(k.pid) for k in kids]
+    n = max(1, len(kids))
+    return len(kids), sum(rss) / n / 2**20, sum(pss_) / n / 2**20
+
+
 def wait_warm(port, workers):
     """Until every pyexec worker says warm in its /status (asked through
     the front with ids that hash to each): as the kernels are started
@@ -296,6 +305,7 @@ def main():
     if not wait_warm(o.pyexec, o.workers):
         print("pyexec's workers did not warm up", file=sys.stderr)
         return 1
+    idle = idle_workers(o.pids_pyexec)
     agents = [HttpAgent(o.pyexec, True) for _ in range(o.agents)]
     results.append(fleet("pyexec", agents, cells, o.rounds, o.think,
                          lambda: [o.pids_pyexec], 1))
@@ -315,6 +325,8 @@ def main():
                              lambda: [o.pids_ref], 1))
 
     jup = results[1]
+    print("idle warm worker (mean of %d, before the run): RSS %.0f MB, "
+          "PSS %.0f MB" % idle)
     print("%-10s %8s %8s %8s %9s %6s %6s %8s %8s %8s" % (
         "target", "wall_s", "p50_ms", "p95_ms", "max_ms", "cells", "fails",
         "peak_mb", "p50/jup", "mem/jup"))

@@ -1,9 +1,10 @@
 #!/bin/sh
 # tools/workers.sh -- how many pyexec workers (interpreters) this machine
 # gets: two per core (a worker is mostly idle, waiting for its agent's next
-# cell), at most one per GiB of half the memory (a warm worker holds
-# ~200 MB with pandas, matplotlib and scikit-learn imported; the rest is
-# for the sessions' data), at least one.  `make conf` puts the count into
+# cell), at most one per GiB of half the memory (an idle warm worker
+# holds ~145 MB resident, 107 MB PSS with pandas, matplotlib and
+# scikit-learn imported, bench/fleet.sh; the rest is for the sessions'
+# data), at least one.  `make conf` puts the count into
 # nginx.conf's worker_processes; WORKERS=n overrides it.
 cores=$(nproc 2>/dev/null || echo 1)
 mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>/dev/null)
