@@ -138,6 +138,7 @@ bench: deps-bench build
 	bench/checkpoint.sh
 	bench/runaway.sh
 	bench/fleet.sh
+	bench/cpu.sh
 
 # SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
 soak: deps-bench build
