@@ -137,8 +137,8 @@ bench: deps-bench build
 	bench/parallel.sh
 	bench/checkpoint.sh
 	bench/runaway.sh
-	bench/fleet.sh
 	bench/cpu.sh
+	bench/fleet.sh
 
 # SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
 soak: deps-bench build
