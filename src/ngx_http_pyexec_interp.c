@@ -43,6 +43,7 @@
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
 #define NGX_HTTP_PYEXEC_CKPT_SHARE    10    /* 1 / the time in checkpoints */
 #define NGX_HTTP_PYEXEC_CKPT_FORK     20    /* ms of pickling worth a fork */
+#define NGX_HTTP_PYEXEC_CKPT_STUCK    120000  /* ms: a writer is hung */
 
 #define NGX_HTTP_PYEXEC_STR(x)        NGX_HTTP_PYEXEC_STR2(x)
 #define NGX_HTTP_PYEXEC_STR2(x)       #x
@@ -510,7 +511,28 @@ ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
     } while (pid == -1 && ngx_errno == NGX_EINTR);
 
     if (pid == 0) {
-        return NGX_BUSY;
+        if (wait || ngx_http_pyexec_interp_now_ms() - s->ckpt_at
+                    < NGX_HTTP_PYEXEC_CKPT_STUCK)
+        {
+            return NGX_BUSY;
+        }
+
+        /* hung (a user's at-fork hook?): the session is written again */
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "pyexec: the checkpoint writer %P of session \"%*s\" "
+                      "still runs after %d s, killed", s->ckpt_pid,
+                      s->id_len, s->id, NGX_HTTP_PYEXEC_CKPT_STUCK / 1000);
+
+        (void) kill(s->ckpt_pid, SIGKILL);
+
+        do {
+            pid = wait4(s->ckpt_pid, &status, 0, &ru);
+        } while (pid == -1 && ngx_errno == NGX_EINTR);
+
+        s->ckpt_pid = 0;
+
+        return NGX_OK;
     }
 
     if (pid > 0) {

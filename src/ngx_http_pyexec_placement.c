@@ -151,6 +151,11 @@ ngx_http_pyexec_placement_report(void)
         return;
     }
 
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        /* a worker of the old cycle: its successor owns the slot now */
+        return;
+    }
+
     slot->cells = ngx_http_pyexec_proc.cells;
     slot->sessions = ngx_http_pyexec_proc.nsessions;
     slot->warm = ngx_http_pyexec_proc.warm;

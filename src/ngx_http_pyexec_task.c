@@ -459,6 +459,7 @@ ngx_http_pyexec_task_recycle(ngx_http_pyexec_task_t *stuck, ngx_log_t *log)
                   ? "interrupt" : "time limit");
 
     ngx_http_pyexec_proc.stopping = NGX_HTTP_PYEXEC_STOP_RECYCLE;
+    ngx_http_pyexec_placement_leave();      /* no new session comes here */
     stuck->stuck = 1;
     ngx_http_pyexec_stuck_session = stuck->session;
 
