@@ -79,6 +79,9 @@ static ngx_int_t ngx_http_pyexec_interp_checkpoint_one(
     ngx_log_t *log);
 static ngx_int_t ngx_http_pyexec_interp_writer_done(
     ngx_http_pyexec_session_t *s, ngx_uint_t wait, ngx_log_t *log);
+static void ngx_http_pyexec_interp_writer_kill(ngx_http_pyexec_session_t *s,
+    ngx_log_t *log);
+static uint64_t ngx_http_pyexec_interp_cpu_us(void);
 static ngx_int_t ngx_http_pyexec_interp_checkpoint_remove(
     ngx_http_pyexec_session_t *s, ngx_log_t *log);
 static ngx_int_t ngx_http_pyexec_interp_restore(ngx_http_pyexec_task_t *t,
@@ -366,12 +369,11 @@ static ngx_int_t
 ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     ngx_uint_t count, ngx_uint_t fork_it, ngx_log_t *log)
 {
-    u_char           path[NGX_MAX_PATH];
-    uint64_t         now;
-    ngx_pid_t        pid;
-    PyObject        *res;
-    Py_ssize_t       n;
-    struct timespec  cpu, end;
+    u_char      path[NGX_MAX_PATH];
+    uint64_t    now, cpu;
+    ngx_pid_t   pid;
+    PyObject   *res;
+    Py_ssize_t  n;
 
     if (s->ns == NULL
         || ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
@@ -440,7 +442,7 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
         }
     }
 
-    (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+    cpu = ngx_http_pyexec_interp_cpu_us();
 
     res = PyObject_CallFunction(ngx_http_pyexec_checkpoint, "OOsy#nn",
                                 (PyObject *) s->ns, (PyObject *) s->injected,
@@ -459,9 +461,8 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     }
 
     if (pid == 0 && !fork_it) {
-        (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &end);
-        s->ckpt_cost = (uint32_t) ((end.tv_sec - cpu.tv_sec) * 1000
-                                   + (end.tv_nsec - cpu.tv_nsec) / 1000000);
+        s->ckpt_cost = (uint32_t) ((ngx_http_pyexec_interp_cpu_us() - cpu)
+                                   / 1000);
     }
 
     n = PyList_Check(res) ? PyList_GET_SIZE(res) : 0;
@@ -524,18 +525,13 @@ ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
                       "still runs after %d s, killed", s->ckpt_pid,
                       s->id_len, s->id, NGX_HTTP_PYEXEC_CKPT_STUCK / 1000);
 
-        (void) kill(s->ckpt_pid, SIGKILL);
-
-        do {
-            pid = wait4(s->ckpt_pid, &status, 0, &ru);
-        } while (pid == -1 && ngx_errno == NGX_EINTR);
-
-        s->ckpt_pid = 0;
+        ngx_http_pyexec_interp_writer_kill(s, log);
 
         return NGX_OK;
     }
 
-    if (pid > 0) {
+    if (pid > 0 && WIFEXITED(status)) {
+        /* a writer that was killed says nothing of what a checkpoint costs */
         s->ckpt_cost = (uint32_t) (ru.ru_utime.tv_sec * 1000
                                    + ru.ru_utime.tv_usec / 1000
                                    + ru.ru_stime.tv_sec * 1000
@@ -552,6 +548,19 @@ ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
     s->ckpt_pid = 0;
 
     return NGX_OK;
+}
+
+
+/* the session's writer, if any, is gone now: killed and collected */
+
+static void
+ngx_http_pyexec_interp_writer_kill(ngx_http_pyexec_session_t *s,
+    ngx_log_t *log)
+{
+    if (s->ckpt_pid) {
+        (void) kill(s->ckpt_pid, SIGKILL);
+        (void) ngx_http_pyexec_interp_writer_done(s, 1, log);
+    }
 }
 
 
@@ -1348,10 +1357,7 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 
         /* a writer still at work would put the checkpoint back */
 
-        if (s->ckpt_pid) {
-            (void) kill(s->ckpt_pid, SIGKILL);
-            (void) ngx_http_pyexec_interp_writer_done(s, 1, log);
-        }
+        ngx_http_pyexec_interp_writer_kill(s, log);
 
         (void) ngx_http_pyexec_interp_checkpoint_remove(s, log);
         break;
@@ -1510,8 +1516,8 @@ static void
 ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 {
     size_t                   rss;
+    uint64_t                 cpu;
     PyObject                *code, *res;
-    struct timespec          cpu, now;
     ngx_http_pyexec_json_t   j;
 
     res = NULL;
@@ -1542,7 +1548,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     ngx_http_pyexec_raised = 0;
     ngx_http_pyexec_disarmed = 0;
     rss = ngx_http_pyexec_interp_rss();
-    (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+    cpu = ngx_http_pyexec_interp_cpu_us();
     ngx_http_pyexec_running_seq = t->seq;
     t->started_ms = ngx_http_pyexec_interp_now_ms();
     ngx_memory_barrier();
@@ -1573,9 +1579,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
      */
     PyErr_SetHandledException(NULL);
 
-    (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-    t->cpu_us = (now.tv_sec - cpu.tv_sec) * 1000000
-                + (now.tv_nsec - cpu.tv_nsec) / 1000;
+    t->cpu_us = ngx_http_pyexec_interp_cpu_us() - cpu;
     t->rss_delta = (off_t) ngx_http_pyexec_interp_rss() - (off_t) rss;
     t->stage = ngx_http_pyexec_raised;
     t->reason = ngx_http_pyexec_raised ? ngx_http_pyexec_kill_reason : 0;
@@ -2195,6 +2199,21 @@ ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 
     t->json = j;
     t->status = NGX_HTTP_OK;
+}
+
+
+/* the calling thread's CPU time, microseconds */
+
+static uint64_t
+ngx_http_pyexec_interp_cpu_us(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == -1) {
+        return 0;
+    }
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 
