@@ -2323,7 +2323,8 @@ ngx_http_pyexec_interp_raise(void)
         return;
 
     case NGX_HTTP_PYEXEC_KILL_INTERRUPT:
-        PyErr_SetString(PyExc_KeyboardInterrupt, "interrupted");
+        /* as a Jupyter kernel's interrupt: no message */
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
         return;
 
     default:

@@ -152,6 +152,9 @@ is($ibody, qq({"interrupted":true,"session_id":"$sid"}), '"interrupted": true');
 ($st, $r) = answer($s);
 my $after = time - $asked;
 is($r->{error_name}, 'KeyboardInterrupt', 'the cell gets KeyboardInterrupt');
+# a Jupyter kernel's interrupt of the same cell (jupyter_client's
+# interrupt_kernel): ename KeyboardInterrupt, evalue '', slept still 0
+is($r->{error}, 'KeyboardInterrupt', 'with no message, as in a Jupyter kernel');
 is(ended($r), 'interrupted/exception', 'termination "interrupted"');
 ok($after < 5, sprintf('time.sleep(60) answered %.2f s after the interrupt', $after));
 ($r) = $c->cell($sid, "print(x, slept)");
