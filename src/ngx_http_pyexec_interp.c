@@ -42,7 +42,7 @@
 #define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
 #define NGX_HTTP_PYEXEC_CKPT_SHARE    10    /* 1 / the time in checkpoints */
-#define NGX_HTTP_PYEXEC_CKPT_FORK     20    /* ms of pickling worth a fork */
+#define NGX_HTTP_PYEXEC_CKPT_FORK     200   /* ms of pickling worth a fork */
 #define NGX_HTTP_PYEXEC_CKPT_STUCK    120000  /* ms: a writer is hung */
 
 #define NGX_HTTP_PYEXEC_STR(x)        NGX_HTTP_PYEXEC_STR2(x)
@@ -354,7 +354,7 @@ ngx_http_pyexec_interp_checkpoint_path(ngx_http_pyexec_session_t *s,
 
 /*
  * Write a session's checkpoint.  Between cells (fork set), a session whose
- * last checkpoint took 20 ms or more is written by a child the
+ * last checkpoint took 200 ms or more is written by a child the
  * interpreter thread forks, as Redis' BGSAVE does (a smaller one is
  * written here: cheaper than a fork, and measured again): the child
  * holds a copy-on-write image of the namespace, pickles it and exits, and
