@@ -257,6 +257,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, interrupt_grace),
       NULL },
 
+    { ngx_string("pyexec_preload"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, preload),
+      NULL },
+
     { ngx_string("pyexec_memory_limit"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_pyexec_set_size_off,
@@ -369,6 +376,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->timeout_max = NGX_CONF_UNSET_MSEC;
     pmcf->kill_grace = NGX_CONF_UNSET_MSEC;
     pmcf->interrupt_grace = NGX_CONF_UNSET_MSEC;
+    pmcf->preload = NGX_CONF_UNSET;
     pmcf->json_max_depth = NGX_CONF_UNSET_UINT;
     pmcf->memory_limit = NGX_CONF_UNSET;
     pmcf->session_registry = NGX_CONF_UNSET;
@@ -397,6 +405,7 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->kill_grace, 5000);
     ngx_conf_init_msec_value(pmcf->interrupt_grace,
                              ngx_min(1000, pmcf->kill_grace / 2));
+    ngx_conf_init_value(pmcf->preload, 1);
     ngx_conf_init_uint_value(pmcf->json_max_depth, 64);
     ngx_conf_init_value(pmcf->memory_limit, 0);
     ngx_conf_init_value(pmcf->session_registry, 8 * 1024 * 1024);
@@ -802,6 +811,10 @@ ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
         && ngx_http_pyexec_check_state_dir(cycle, pmcf) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (pmcf && pmcf->thread_pool && pmcf->preload) {
+        ngx_http_pyexec_interp_preload(cycle, pmcf);
     }
 
     return NGX_OK;

@@ -55,6 +55,8 @@ typedef struct {
     ngx_msec_t                   timeout_max;
     ngx_msec_t                   kill_grace;       /* limit to recycle */
     ngx_msec_t                   interrupt_grace;  /* limit to the stopper */
+    ngx_flag_t                   preload;  /* session_init's imports in the
+                                              master, shared by the workers */
     ngx_uint_t                   json_max_depth;
     off_t                        memory_limit;     /* 0: off */
     off_t                        session_registry; /* 0: off */

@@ -109,6 +109,11 @@ static PyObject *ngx_http_pyexec_interp_stop_threads(PyObject *self,
 static int ngx_http_pyexec_interp_stopper(PyObject *obj, PyFrameObject *frame,
     int what, PyObject *arg);
 static void ngx_http_pyexec_interp_raise(void);
+static ngx_int_t ngx_http_pyexec_interp_runtime(
+    ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_interp_preload_run(
+    ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log);
+static ngx_int_t ngx_http_pyexec_interp_after_preload(ngx_log_t *log);
 static void ngx_http_pyexec_interp_untrace(void);
 static ngx_int_t ngx_http_pyexec_interp_gen_end(ngx_http_pyexec_json_t *j,
     PyObject *res, ngx_http_pyexec_task_t *t);
@@ -116,6 +121,8 @@ static Py_ssize_t ngx_http_pyexec_interp_utf8_len(PyObject *s);
 
 
 static PyThreadState     *ngx_http_pyexec_tstate;
+static PyThreadState     *ngx_http_pyexec_master_tstate;  /* preloaded */
+static u_char             ngx_http_pyexec_preloaded_python[NGX_MAX_PATH];
 static pthread_t          ngx_http_pyexec_thread;
 static PyObject          *ngx_http_pyexec_run;
 static PyObject          *ngx_http_pyexec_new_session;
@@ -1085,11 +1092,266 @@ ngx_http_pyexec_interp_watch(void *data)
 }
 
 
-static ngx_int_t
-ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
+/*
+ * pyexec_preload (on by default): the master initialises Python and runs
+ * pyexec_session_init once, as the worker user, output discarded, so its
+ * imports (numpy, pandas, matplotlib, ...) are done before nginx forks the
+ * workers: every worker starts warm, and their pages are shared
+ * copy-on-write.  gc.freeze() then keeps the collector of a worker from
+ * writing into them.  Python stays idle in the master (its thread state
+ * saved, the GIL free), so a fork finds no Python lock held.  A reload
+ * runs the code again (new imports for the new workers).  Not with
+ * master_process off nor for nginx -t.
+ */
+
+void
+ngx_http_pyexec_interp_preload(ngx_cycle_t *cycle,
+    ngx_http_pyexec_main_conf_t *pmcf)
 {
-    PyObject     *mod, *dict, *code, *res, *setup, *handler, *enter, *leave,
-                 *disarm, *stop;
+    ngx_uid_t         uid;
+    ngx_gid_t         gid;
+    ngx_uint_t        as_user;
+    ngx_core_conf_t  *ccf;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (ngx_test_config || !ccf->master || pmcf->session_init.len == 0) {
+        return;
+    }
+
+    if (ngx_http_pyexec_master_tstate
+        && ngx_strcmp(ngx_http_pyexec_preloaded_python, pmcf->python.data)
+           != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "pyexec_python \"%V\" takes effect at the next start "
+                      "of nginx: the master preloaded \"%s\"",
+                      &pmcf->python, ngx_http_pyexec_preloaded_python);
+        return;
+    }
+
+    if (ngx_http_pyexec_master_tstate == NULL && Py_IsInitialized()) {
+        return;
+    }
+
+    uid = geteuid();
+    gid = getegid();
+    as_user = 0;
+
+    if (uid == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT
+        && ccf->user != 0)
+    {
+        if (setegid(ccf->group) == -1 || seteuid(ccf->user) == -1) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                          "pyexec_preload: seteuid(%d) failed, not preloaded",
+                          (int) ccf->user);
+
+            if (setegid(gid) == -1) {
+                ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                              "pyexec_preload: setegid(%d) back failed",
+                              (int) gid);
+            }
+
+            return;
+        }
+
+        as_user = 1;
+    }
+
+    if (ngx_http_pyexec_master_tstate) {
+        PyEval_RestoreThread(ngx_http_pyexec_master_tstate);
+        (void) ngx_http_pyexec_interp_preload_run(pmcf, cycle->log);
+        ngx_http_pyexec_master_tstate = PyEval_SaveThread();
+
+    } else if (pmcf->python.len < sizeof(ngx_http_pyexec_preloaded_python)
+               && ngx_http_pyexec_interp_runtime(pmcf, cycle->log) == NGX_OK)
+    {
+        (void) ngx_cpystrn(ngx_http_pyexec_preloaded_python,
+                           pmcf->python.data, pmcf->python.len + 1);
+        (void) ngx_http_pyexec_interp_preload_run(pmcf, cycle->log);
+        ngx_http_pyexec_master_tstate = PyEval_SaveThread();
+    }
+
+    if (as_user && (seteuid(uid) == -1 || setegid(gid) == -1)) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "pyexec_preload: seteuid(%d) back failed", (int) uid);
+    }
+}
+
+
+/* master, with the GIL: pyexec_session_init in a scratch namespace */
+
+static ngx_int_t
+ngx_http_pyexec_interp_preload_run(ngx_http_pyexec_main_conf_t *pmcf,
+    ngx_log_t *log)
+{
+    uint64_t   start;
+    PyObject  *globals, *res, *fn, *code;
+
+    static const char  src[] =
+        "def preload(code):\n"
+        "    import contextlib, gc, io, sys\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), "
+                 "contextlib.redirect_stderr(out):\n"
+        "        exec(compile(code, '<pyexec_session_init>', 'exec'),\n"
+        "             {'__name__': '__main__'})\n"
+        "    gc.collect()\n"
+        "    gc.freeze()\n"
+        "    return len(sys.modules)\n";
+
+    start = ngx_http_pyexec_interp_now_ms();
+    res = NULL;
+    code = NULL;
+
+    globals = PyDict_New();
+    if (globals == NULL
+        || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins())
+           != 0)
+    {
+        goto failed;
+    }
+
+    res = PyRun_String(src, Py_file_input, globals, globals);
+    if (res == NULL) {
+        goto failed;
+    }
+
+    Py_DECREF(res);
+
+    fn = PyDict_GetItemString(globals, "preload");           /* borrowed */
+    code = PyUnicode_DecodeUTF8((char *) pmcf->session_init.data,
+                                pmcf->session_init.len, "strict");
+    if (fn == NULL || code == NULL) {
+        goto failed;
+    }
+
+    res = PyObject_CallOneArg(fn, code);
+    if (res == NULL) {
+        goto failed;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "pyexec: pyexec_session_init preloaded in the master in "
+                  "%uL ms, %l modules", ngx_http_pyexec_interp_now_ms() - start,
+                  PyLong_AsLong(res));
+
+    Py_DECREF(res);
+    Py_DECREF(code);
+    Py_DECREF(globals);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_pyexec_interp_log_error(log, "pyexec_preload: "
+                                     "pyexec_session_init in the master");
+    Py_XDECREF(code);
+    Py_XDECREF(globals);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Interpreter thread of a worker forked from a master that preloaded:
+ * Python was idle in the master, so no lock of it is held.  A thread state
+ * of this thread's own, then the interpreter's after-fork work, done here:
+ * this thread becomes Python's main thread (signal handlers run in it),
+ * the master's thread state is dropped, at-fork hooks run (random's seed).
+ * Then what the master's snapshot got wrong for a worker: os.environ (the
+ * worker's environment is nginx's env directives, not the master's), and
+ * numpy's global random state (one seed per worker, as each process had).
+ */
+
+static ngx_int_t
+ngx_http_pyexec_interp_after_preload(ngx_log_t *log)
+{
+    int        rc;
+    char     **e, *eq;
+    PyObject  *os, *env, *data, *k, *v, *modules, *nprandom, *res;
+
+    (void) PyGILState_Ensure();
+    PyOS_AfterFork_Child();
+    ngx_http_pyexec_master_tstate = NULL;
+
+    env = data = NULL;
+
+    os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        goto failed;
+    }
+
+    env = PyObject_GetAttrString(os, "environ");
+    if (env == NULL) {
+        goto failed;
+    }
+
+    data = PyObject_GetAttrString(env, "_data");
+    if (data == NULL || !PyDict_Check(data)) {
+        goto failed;
+    }
+
+    PyDict_Clear(data);
+
+    for (e = environ; *e; e++) {
+        eq = strchr(*e, '=');
+        if (eq == NULL) {
+            continue;
+        }
+
+        k = PyBytes_FromStringAndSize(*e, eq - *e);
+        v = PyBytes_FromString(eq + 1);
+        rc = (k && v) ? PyDict_SetItem(data, k, v) : -1;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+
+        if (rc != 0) {
+            goto failed;
+        }
+    }
+
+    modules = PyImport_GetModuleDict();                       /* borrowed */
+    nprandom = PyDict_GetItemString(modules, "numpy.random"); /* borrowed */
+
+    if (nprandom) {
+        res = PyObject_CallMethod(nprandom, "seed", NULL);
+        if (res == NULL) {
+            goto failed;
+        }
+
+        Py_DECREF(res);
+    }
+
+    Py_DECREF(data);
+    Py_DECREF(env);
+    Py_DECREF(os);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_pyexec_interp_log_error(log, "pyexec: a preloaded worker's "
+                                     "environment");
+    Py_XDECREF(data);
+    Py_XDECREF(env);
+    Py_XDECREF(os);
+
+    (void) PyEval_SaveThread();
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Py_InitializeFromConfig() as the module wants it; the calling thread
+ * holds the GIL after it.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_interp_runtime(ngx_http_pyexec_main_conf_t *pmcf,
+    ngx_log_t *log)
+{
     PyStatus      status;
     PyConfig      config;
     PyPreConfig   pre;
@@ -1135,6 +1397,25 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "Py_InitializeFromConfig() failed: %s",
                       status.err_msg ? status.err_msg : "?");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
+{
+    PyObject  *mod, *dict, *code, *res, *setup, *handler, *enter, *leave,
+              *disarm, *stop;
+
+    if (ngx_http_pyexec_master_tstate) {
+        if (ngx_http_pyexec_interp_after_preload(log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_pyexec_interp_runtime(pmcf, log) != NGX_OK) {
         return NGX_ERROR;
     }
 

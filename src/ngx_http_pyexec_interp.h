@@ -12,6 +12,8 @@
 #include "ngx_http_pyexec_task.h"
 
 
+void ngx_http_pyexec_interp_preload(ngx_cycle_t *cycle,
+    ngx_http_pyexec_main_conf_t *pmcf);
 ngx_int_t ngx_http_pyexec_interp_start(ngx_http_pyexec_main_conf_t *pmcf,
     ngx_log_t *log);
 void ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log);
