@@ -30,6 +30,7 @@
 #include <ngx_md5.h>
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <signal.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -41,7 +42,7 @@
 #define NGX_HTTP_PYEXEC_VALUE_DEPTH   100
 #define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
-#define NGX_HTTP_PYEXEC_CKPT_SHARE    10    /* 1 / the time in checkpoints */
+#define NGX_HTTP_PYEXEC_CKPT_SHARE    50    /* 1 / the time in checkpoints */
 #define NGX_HTTP_PYEXEC_CKPT_FORK     200   /* ms of pickling worth a fork */
 #define NGX_HTTP_PYEXEC_CKPT_STUCK    120000  /* ms: a writer is hung */
 
@@ -261,6 +262,19 @@ ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log)
 
     ngx_http_pyexec_thread = pthread_self();
 
+    /*
+     * a fixed mmap threshold: a freed array of 512 KB or more goes back to
+     * the system at once; glibc's dynamic threshold would rise to 32 MB
+     * after the first such free, and a DataFrame's freed temporaries stay
+     * in the worker's heap (bench/fleet.sh, 8 workers: peak PSS 672 ->
+     * 557 MB)
+     */
+
+    if (mallopt(M_MMAP_THRESHOLD, 512 * 1024) != 1) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "pyexec: mallopt(M_MMAP_THRESHOLD) failed");
+    }
+
     /* nginx pool threads block all signals; let ours in */
 
     sigemptyset(&set);
@@ -394,9 +408,10 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     }
 
     /*
-     * at most a tenth of the time in checkpoints: a session whose writer
-     * spent 500 ms of CPU is written again 5 s after the last at the
-     * earliest, one of a few names after every cell
+     * at most a fiftieth of the time in checkpoints (eight agents' sessions
+     * on two cores took 10% of a core each at a tenth, bench/fleet.sh): a
+     * session whose checkpoint took 50 ms of CPU is written again 2.5 s
+     * after the last at the earliest, one of a few names after every cell
      */
 
     if (fork_it) {
