@@ -9,6 +9,7 @@ import base64
 import builtins
 import io
 import linecache
+import operator
 import os
 import signal
 import sys
@@ -276,7 +277,8 @@ def setup(data_dir, c_enter, c_leave, signo, handler, executable,
     _PRISTINE["display"] = display
     _PRISTINE["__import__"] = _session_import
     for cls in _GUARDED_CLASSES:
-        _CLASS_DICTS.append((cls, dict(cls.__dict__)))
+        saved = dict(cls.__dict__)
+        _CLASS_DICTS.append((cls, saved, tuple(saved), tuple(saved.values())))
 
 
 # {{{ modules patched when they are first imported
@@ -774,10 +776,11 @@ def _begin(sess, out, err, outputs):
 def _reset_streams():
     """Whatever a cell did to sys.stdout & co., the next one gets them
     as they were: the objects, their attributes, their classes."""
-    for cls, saved in _CLASS_DICTS:
+    for cls, saved, keys, values in _CLASS_DICTS:
         now = cls.__dict__
-        if len(now) != len(saved) or any(now.get(k) is not v
-                                         for k, v in saved.items()):
+        # twice per cell: compared in C (map, is_not), no generator frame
+        if len(now) != len(saved) or any(map(_is_not, map(now.get, keys),
+                                             values)):
             for k in [k for k in now if k not in saved]:
                 delattr(cls, k)
             for k, v in saved.items():
@@ -810,7 +813,8 @@ _DISCARDS = (_Discard(), _Discard())
 _STDIN = _NoInput()
 _STREAM_STATE = [(o, dict(o.__dict__)) for o in _ROUTERS + (_STDIN,)]
 _GUARDED_CLASSES = (_Router, _TextSink, _NoInput)
-_CLASS_DICTS = []
+_is_not = operator.is_not
+_CLASS_DICTS = []      # (class, its dict, its keys, its values) as set up
 _PRISTINE = None
 
 
