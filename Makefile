@@ -118,7 +118,7 @@ test-real: deps-test build
 # lands in build-asan/asan.* and fails the target.
 ASAN_BUILD := $(CURDIR)/build-asan
 
-test-asan: deps-test
+test-asan: deps-test $(DOCS_UI)
 	$(MAKE) BUILD=$(ASAN_BUILD) \
 	    EXTRA_CFLAGS="-fsanitize=address -fno-omit-frame-pointer -O1" \
 	    EXTRA_LDFLAGS="-fsanitize=address" $(ASAN_BUILD)/ngx_http_pyexec_module.so

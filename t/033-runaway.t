@@ -13,7 +13,8 @@ use warnings;
 
 use Test::More;
 use JSON::PP;
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(sleep time stat);
+use Digest::MD5 qw(md5_hex);
 use lib 't/lib';
 use Pyexec::Cells;
 use Pyexec::Instance;
@@ -207,8 +208,14 @@ is($left, "[]\n", 'both threads are gone after the interrupt grace');
 my $neighbour = $c->id_on(0, 'neighbour');
 ($r) = $c->cell($neighbour, "state = 42");
 ok($r->{success}, 'a neighbour on the same worker has state');
+# checkpoints are written once the worker is idle, and a session at most
+# every fifty times its last checkpoint's cost: wait until this one is
+my $ckpt = $ng->root . '/state/' . md5_hex($sid) . '.ckpt';
+my $before = (stat $ckpt)[9] // 0;
 ($r) = $c->cell($sid, "x = 43");
-sleep 0.5;      # checkpoints are written once the worker is idle
+for (1 .. 600) { last if ((stat $ckpt)[9] // 0) > $before; sleep 0.05 }
+ok(((stat $ckpt)[9] // 0) > $before, 'the session is checkpointed after its cell');
+sleep 0.3;      # and the neighbour's
 
 $t0 = time;
 my $stuck = post_cell($sid, "sum(range(4 * 10**10))", timeout => 1);
