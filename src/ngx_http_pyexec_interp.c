@@ -270,10 +270,14 @@ ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log)
      * 557 MB)
      */
 
+#if !defined(__SANITIZE_ADDRESS__)
+    /* (AddressSanitizer's allocator has no such setting) */
+
     if (mallopt(M_MMAP_THRESHOLD, 512 * 1024) != 1) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "pyexec: mallopt(M_MMAP_THRESHOLD) failed");
     }
+#endif
 
     /* nginx pool threads block all signals; let ours in */
 

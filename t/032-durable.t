@@ -89,14 +89,7 @@ sub lost_names {
 
 # --- nginx -s reload --------------------------------------------------------
 
-my @before = $ng->children();
-ok($ng->signal('HUP'), 'reload');
-for (1 .. 200) {
-    my @now = $ng->children();
-    last if @now == 2 && !grep { my $o = $_; grep { $_ == $o } @before } @now;
-    sleep 0.05;
-}
-Pyexec::Shipped::wait_workers($ng);
+ok(Pyexec::Shipped::reload($ng), 'reload');
 
 ($r, $code) = $c->cell($sid, $check);
 is($code, 200, 'after the reload the session answers');

@@ -91,14 +91,7 @@ my ($old_np) = ($draw{1} // '') =~ /, (\d+)\)$/;
 isnt($r2->{value}, $old_np, '... and draws other numbers than the worker it replaces');
 
 # a reload preloads again, for the new workers
-my @before = $ng->children();
-ok($ng->signal('HUP'), 'reload');
-for (1 .. 200) {
-    my @now = $ng->children();
-    last if @now == 2 && !grep { my $o = $_; grep { $_ == $o } @before } @now;
-    sleep 0.05;
-}
-Pyexec::Shipped::wait_workers($ng);
+ok(Pyexec::Shipped::reload($ng), 'reload');
 for (1 .. 100) { last if (() = $ng->log_text() =~ /$preloaded/g) == 2; sleep 0.05 }
 is(scalar(() = $ng->log_text() =~ /$preloaded/g), 2, 'the reload preloaded again');
 my ($r3, $st3, undef, $p3) = $c->cell($c->id_on(0, 'after'), "import pandas as pd\nint(pd.Series([1, 2]).sum())");

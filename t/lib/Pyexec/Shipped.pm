@@ -38,6 +38,21 @@ sub wait_workers {
     return 0;
 }
 
+# nginx -s reload: HUP, then until the two workers are new ones and
+# answer; what the signal returned
+sub reload {
+    my ($ng) = @_;
+    my @before = $ng->children();
+    my $ok = $ng->signal('HUP');
+    for (1 .. 200) {
+        my @now = $ng->children();
+        last if @now == 2 && !grep { my $o = $_; grep { $_ == $o } @before } @now;
+        select(undef, undef, undef, 0.05);
+    }
+    wait_workers($ng);
+    return $ok;
+}
+
 # until every worker is warm (pyexec_session_init's imports done, "warm"
 # in its /status, asked through the front with an id hashed to it), so
 # that the front places new sessions on all of them; 0 if one never is
