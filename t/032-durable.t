@@ -13,7 +13,6 @@ use warnings;
 
 use Test::More;
 use Time::HiRes qw(sleep time);
-use Digest::MD5 qw(md5_hex);
 use Cwd qw(abs_path);
 use lib 't/lib';
 use Pyexec::Cells;
@@ -32,7 +31,7 @@ my $state = "$root/state";
 my @st = stat $state;
 ok(@st && ($st[2] & 07777) == 0700, sprintf('the state folder is private (%o)', $st[2] & 07777));
 
-sub ckpt { "$state/" . md5_hex($_[0]) . ".ckpt" }
+sub ckpt { Pyexec::Shipped::checkpoint_path($ng, $_[0]) }
 
 # the checkpoint writers (pyexec-ckpt) that worker $ppid forked, from
 # /proc (not ps: under make test-asan a tool run from here would get the
@@ -250,7 +249,6 @@ is($body, '{"detail":"nothing to undo"}', '... says so');
         . "qs = [Q(i) for i in range(15000)]", timeout => 60);
     ok($rs && $rs->{success}, 'a session of 15 000 cell-class instances');
     ok(wait_ckpt($slow), '... checkpointed');
-    my $m0 = (stat ckpt($slow))[9];
     my $first = -M ckpt($slow);
     ($rs) = $c->cell($slow, "qs.append(Q(-1))\nlen(qs)");
     is($rs->{result}, "15001", 'a cell changes it');
@@ -291,8 +289,7 @@ $c->stop;
         allow_alerts => [qr/\[alert\].*worker process \d+ exited on signal 9/]);
     my $ng2 = $c2->ng;
     ok($c2->start, 'an instance with pyexec_checkpoint_max 1k, pyexec_session_max 2');
-    my $st2 = $ng2->root . '/state';
-    my $ck = sub { "$st2/" . md5_hex($_[0]) . ".ckpt" };
+    my $ck = sub { Pyexec::Shipped::checkpoint_path($ng2, $_[0]) };
     my $wait = sub { for (1 .. 200) { return 1 if -s $ck->($_[0]); sleep 0.025 } 0 };
 
     my $big = $c2->id_on(0, 'big');

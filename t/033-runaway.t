@@ -14,10 +14,10 @@ use warnings;
 use Test::More;
 use JSON::PP;
 use Time::HiRes qw(sleep time stat);
-use Digest::MD5 qw(md5_hex);
 use lib 't/lib';
 use Pyexec::Cells;
 use Pyexec::Instance;
+use Pyexec::Shipped;
 
 my $c = Pyexec::Cells->new(name => 'runaway', port_offset => 19,
     set => { pyexec_kill_grace => '3s', pyexec_interrupt_grace => '500ms' },
@@ -210,7 +210,7 @@ my $neighbour = $c->id_on(0, 'neighbour');
 ok($r->{success}, 'a neighbour on the same worker has state');
 # checkpoints are written once the worker is idle, and a session at most
 # every fifty times its last checkpoint's cost: wait until this one is
-my $ckpt = $ng->root . '/state/' . md5_hex($sid) . '.ckpt';
+my $ckpt = Pyexec::Shipped::checkpoint_path($ng, $sid);
 my $before = (stat $ckpt)[9] // 0;
 ($r) = $c->cell($sid, "x = 43");
 for (1 .. 600) { last if ((stat $ckpt)[9] // 0) > $before; sleep 0.05 }

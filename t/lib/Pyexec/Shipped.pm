@@ -9,6 +9,7 @@ use warnings;
 
 use File::Path qw(make_path);
 use Cwd qw(abs_path);
+use Digest::MD5 ();
 
 # a Pyexec::Instance of the shipped configuration, written, not started;
 # mod defaults to TEST_NGINX_LOAD_MODULES, addr to 127.0.0.1; name and
@@ -36,6 +37,12 @@ sub wait_workers {
         select(undef, undef, undef, 0.05);
     }
     return 0;
+}
+
+# the checkpoint file of session $sid in the instance's state folder
+sub checkpoint_path {
+    my ($ng, $sid) = @_;
+    return $ng->root . '/state/' . Digest::MD5::md5_hex($sid) . '.ckpt';
 }
 
 # nginx -s reload: HUP, then until the two workers are new ones and
