@@ -44,6 +44,7 @@
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
 #define NGX_HTTP_PYEXEC_CKPT_SHARE    50    /* 1 / the time in checkpoints */
 #define NGX_HTTP_PYEXEC_CKPT_FORK     200   /* ms of pickling worth a fork */
+#define NGX_HTTP_PYEXEC_TRIM_CPU      1000  /* us of a cell worth a trim */
 #define NGX_HTTP_PYEXEC_CKPT_STUCK    120000  /* ms: a writer is hung */
 
 #define NGX_HTTP_PYEXEC_STR(x)        NGX_HTTP_PYEXEC_STR2(x)
@@ -261,23 +262,6 @@ ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log)
     sigset_t  set;
 
     ngx_http_pyexec_thread = pthread_self();
-
-    /*
-     * a fixed mmap threshold: a freed array of 512 KB or more goes back to
-     * the system at once; glibc's dynamic threshold would rise to 32 MB
-     * after the first such free, and a DataFrame's freed temporaries stay
-     * in the worker's heap (bench/fleet.sh, 8 workers: peak PSS 672 ->
-     * 557 MB)
-     */
-
-#if !defined(__SANITIZE_ADDRESS__)
-    /* (AddressSanitizer's allocator has no such setting) */
-
-    if (mallopt(M_MMAP_THRESHOLD, 512 * 1024) != 1) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "pyexec: mallopt(M_MMAP_THRESHOLD) failed");
-    }
-#endif
 
     /* nginx pool threads block all signals; let ours in */
 
@@ -1694,6 +1678,25 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     ngx_http_pyexec_interp_after(log);
 
     ngx_http_pyexec_tstate = PyEval_SaveThread();
+
+#if !defined(__SANITIZE_ADDRESS__)
+
+    /*
+     * After a cell of 1 ms of CPU or more (NGX_HTTP_PYEXEC_TRIM_CPU), the
+     * free pages of the worker's heap go back to the system: a DataFrame's
+     * temporaries stay there otherwise (glibc's mmap threshold rises with
+     * the first large free).  A trim costs ~10 us with nothing to give
+     * back, ~0.5 ms after a pandas cell; within a cell an array reused
+     * stays in the heap, without the page faults of each use that a fixed
+     * mmap threshold cost (bench/cpu.sh's groupby).
+     */
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE
+        && t->cpu_us >= NGX_HTTP_PYEXEC_TRIM_CPU)
+    {
+        (void) malloc_trim(0);
+    }
+#endif
 }
 
 

@@ -45,6 +45,7 @@ typedef struct {
     unsigned                     root_map:1;
     unsigned                     too_deep:1;
     unsigned                     nomem:1;
+    unsigned                     route:1;   /* session_id only, no copies */
 } ngx_http_pyexec_json_ctx_t;
 
 
@@ -193,6 +194,64 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
 }
 
 
+/*
+ * The front's look at a body: the "session_id" the worker's parser would
+ * take from it (the last top-level one; null unsets it), read from the
+ * body's buffers as they are, no code copied.  NGX_OK with the id,
+ * NGX_DECLINED when there is none or the body is not a valid object (the
+ * worker answers 422), NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_pyexec_json_session_id(ngx_pool_t *pool, ngx_chain_t *in,
+    ngx_uint_t max_depth, ngx_str_t *id)
+{
+    yajl_handle                  h;
+    yajl_status                  st;
+    ngx_chain_t                 *cl;
+    ngx_http_pyexec_request_t    req;
+    ngx_http_pyexec_json_ctx_t   ctx;
+
+    ngx_memzero(&ctx, sizeof(ngx_http_pyexec_json_ctx_t));
+    ngx_memzero(&req, sizeof(ngx_http_pyexec_request_t));
+    ctx.pool = pool;
+    ctx.req = &req;
+    ctx.max_depth = max_depth;
+    ctx.route = 1;
+
+    h = yajl_alloc(&ngx_http_pyexec_json_callbacks, NULL, &ctx);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    st = yajl_status_ok;
+
+    for (cl = in; cl && st == yajl_status_ok; cl = cl->next) {
+        if (cl->buf->last > cl->buf->pos) {
+            st = yajl_parse(h, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    if (ctx.nomem) {
+        return NGX_ERROR;
+    }
+
+    if (st != yajl_status_ok || !ctx.root_map || !req.has_session_id) {
+        return NGX_DECLINED;
+    }
+
+    *id = req.session_id;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_pyexec_json_error(ngx_http_pyexec_json_ctx_t *ctx,
     const char *field, const char *msg, const char *type)
@@ -331,6 +390,11 @@ ngx_http_pyexec_json_on_string(void *data, const unsigned char *s,
     switch (ctx->key) {
 
     case NGX_HTTP_PYEXEC_KEY_CODE:
+        if (ctx->route) {
+            ctx->key = NGX_HTTP_PYEXEC_KEY_OTHER;
+            return 1;
+        }
+
         dst = &ctx->req->code;
         ctx->req->has_code = 1;
         break;

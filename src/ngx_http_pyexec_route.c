@@ -254,14 +254,17 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
 
 
 /*
- * The body's "session_id", read with the worker's own parser; only for a
- * JSON body that nginx has read whole (proxy_request_buffering on).
+ * The body's "session_id", read with the worker's own parser (its
+ * buffers as they are, or a body spilled to a temp file read whole); only
+ * for a JSON body that nginx has read whole (proxy_request_buffering on).
  */
 
 static ngx_int_t
 ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
 {
+    ngx_int_t                     rc;
     ngx_str_t                     body, err, *type;
+    ngx_chain_t                  *cl;
     ngx_http_pyexec_request_t     req;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
@@ -283,15 +286,36 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
 
-    if (ngx_http_pyexec_body(r, &body) != NGX_OK) {
-        return NGX_ERROR;
+    /* in memory (the shipped conf's client_body_buffer_size): as it is */
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            break;
+        }
     }
 
-    if (ngx_http_pyexec_json_parse_request(r->pool, body.data, body.len,
-                                           pmcf->json_max_depth, &req, &err)
-        == NGX_ERROR)
-    {
-        return NGX_ERROR;
+    if (cl == NULL) {
+        rc = ngx_http_pyexec_json_session_id(r->pool, r->request_body->bufs,
+                                             pmcf->json_max_depth,
+                                             &req.session_id);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        req.has_session_id = 1;
+
+    } else {
+        if (ngx_http_pyexec_body(r, &body) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_pyexec_json_parse_request(r->pool, body.data, body.len,
+                                               pmcf->json_max_depth, &req,
+                                               &err)
+            == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
     }
 
     /* an invalid body is routed by the other rules; the worker says 422 */

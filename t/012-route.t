@@ -383,3 +383,52 @@ ERROR: AddressSanitizer
 [error]
 [alert]
 ERROR: AddressSanitizer
+
+
+
+=== TEST 21: the last session_id of the body is routed on, as the worker takes it
+--- main_config eval: $::MainConfig
+--- config eval: $::Front
+--- more_headers
+Content-Type: application/json
+--- request
+POST /execute
+{"session_id": "first", "code": "1", "session_id": "last"}
+--- response_body
+last|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
+
+
+
+=== TEST 22: a session_id after 300 KB of code, the body kept in memory
+--- main_config eval: $::MainConfig
+--- config eval: "client_body_buffer_size 1m;\n" . $::Front
+--- more_headers
+Content-Type: application/json
+--- request eval
+"POST /execute\n" . '{"code": "' . ('x = \"\\u00e9\"\n' x 20000) . '", "session_id": "after-code"}'
+--- response_body
+after-code|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
+
+
+
+=== TEST 23: a body nginx wrote to a temp file is read whole for its session_id
+--- main_config eval: $::MainConfig
+--- config eval: "client_body_buffer_size 1k;\n" . $::Front
+--- more_headers
+Content-Type: application/json
+--- request eval
+"POST /execute\n" . '{"code": "' . ('y' x 5000) . '", "session_id": "in-file"}'
+--- response_body
+in-file|
+--- no_error_log
+[error]
+[alert]
+ERROR: AddressSanitizer
