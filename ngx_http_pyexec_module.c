@@ -12,6 +12,7 @@
 #include "ngx_http_pyexec_child.h"
 #include "ngx_http_pyexec_handler.h"
 #include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_registry.h"
 #include "ngx_http_pyexec_route.h"
@@ -23,6 +24,7 @@
 /* what a content-handler directive needs (cmd->offset) */
 #define NGX_HTTP_PYEXEC_NEEDS_PYTHON  0x01
 #define NGX_HTTP_PYEXEC_NEEDS_IO      0x02
+#define NGX_HTTP_PYEXEC_GATHER_METRICS  0x04
 
 
 static ngx_int_t ngx_http_pyexec_preconfiguration(ngx_conf_t *cf);
@@ -101,6 +103,20 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       ngx_http_pyexec_set_gather,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      (void *) ngx_http_pyexec_gather_handler },
+
+    { ngx_string("pyexec_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) ngx_http_pyexec_metrics_handler },
+
+    { ngx_string("pyexec_metrics_gather"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_pyexec_set_gather,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_PYEXEC_GATHER_METRICS,
       (void *) ngx_http_pyexec_gather_handler },
 
     { ngx_string("pyexec_upload"),
@@ -337,6 +353,10 @@ ngx_module_t  ngx_http_pyexec_module = {
 static ngx_int_t
 ngx_http_pyexec_preconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_pyexec_metrics_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_pyexec_route_add_variables(cf);
 }
 
@@ -515,6 +535,7 @@ ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
      *
      *     plcf->handler = NULL;
      *     plcf->gather = NULL;
+     *     plcf->gather_metrics = 0;
      *     plcf->auth_token = { 0, NULL };
      */
 
@@ -719,6 +740,9 @@ ngx_http_pyexec_set_gather(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_http_pyexec_set_handler(cf, cmd, conf) != NGX_CONF_OK) {
         return "is duplicate";
     }
+
+    plcf->gather_metrics = (cmd->offset & NGX_HTTP_PYEXEC_GATHER_METRICS)
+                           ? 1 : 0;
 
     plcf->gather = ngx_array_create(cf->pool, cf->args->nelts - 1,
                                     sizeof(ngx_str_t));

@@ -73,6 +73,7 @@ typedef struct {
 typedef struct {
     ngx_http_handler_pt          handler;     /* cmd->post */
     ngx_array_t                 *gather;      /* of ngx_str_t: URIs */
+    ngx_uint_t                   gather_metrics;  /* not GET /sessions */
     ngx_str_t                    auth_token;  /* empty: open */
 } ngx_http_pyexec_loc_conf_t;
 

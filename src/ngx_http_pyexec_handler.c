@@ -13,12 +13,17 @@
 #include "ngx_http_pyexec_handler.h"
 #include "ngx_http_pyexec_interp.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_reply.h"
 #include "ngx_http_pyexec_route.h"
 #include "ngx_http_pyexec_session.h"
 #include "ngx_http_pyexec_task.h"
 
 
+#define NGX_HTTP_PYEXEC_BUSIEST  5     /* sessions /status lists */
+
+
+static void ngx_http_pyexec_status_activity(ngx_http_pyexec_json_t *j);
 static ngx_int_t ngx_http_pyexec_session_list(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_session_new(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_resolve_id(ngx_http_request_t *r,
@@ -117,9 +122,104 @@ ngx_http_pyexec_status_handler(ngx_http_request_t *r)
     ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.cells);
     ngx_http_pyexec_json_key(&j, "rss_bytes");
     ngx_http_pyexec_json_int(&j, ngx_http_pyexec_interp_rss());
+    ngx_http_pyexec_status_activity(&j);
     ngx_http_pyexec_json_map_close(&j);
 
     return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
+}
+
+
+/*
+ * What the worker is doing: "running", the cell in the interpreter now
+ * (null when none), and "busiest", its sessions with the most cells,
+ * NGX_HTTP_PYEXEC_BUSIEST at most.
+ */
+
+static void
+ngx_http_pyexec_status_activity(ngx_http_pyexec_json_t *j)
+{
+    u_char                      buf[NGX_HTTP_PYEXEC_EXEC_ID_MAX], *p;
+    ngx_uint_t                  i, k, n;
+    ngx_queue_t                *q;
+    ngx_http_pyexec_task_t     *t;
+    ngx_http_pyexec_session_t  *s, *top[NGX_HTTP_PYEXEC_BUSIEST];
+
+    ngx_http_pyexec_json_key(j, "running");
+
+    t = ngx_http_pyexec_task_running();
+
+    if (t == NULL) {
+        ngx_http_pyexec_json_null(j);
+
+    } else {
+        ngx_http_pyexec_json_map_open(j);
+        ngx_http_pyexec_json_kv(j, "session_id", t->session->id,
+                                t->session->id_len);
+        ngx_http_pyexec_json_kv(j, "execution_id", t->execution_id,
+                                t->execution_id_len);
+        ngx_http_pyexec_json_key(j, "running_ms");
+        ngx_http_pyexec_json_int(j, ngx_http_pyexec_interp_now_ms()
+                                    - t->started_ms);
+        ngx_http_pyexec_json_map_close(j);
+    }
+
+    /* the top few by cells, insertion into a short sorted array */
+
+    n = 0;
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_proc.lru);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_pyexec_session_t, lru);
+
+        if (s->execution_count == 0
+            || (n == NGX_HTTP_PYEXEC_BUSIEST
+                && s->execution_count <= top[n - 1]->execution_count))
+        {
+            continue;
+        }
+
+        k = n < NGX_HTTP_PYEXEC_BUSIEST ? n++ : n - 1;
+
+        while (k > 0 && top[k - 1]->execution_count < s->execution_count) {
+            top[k] = top[k - 1];
+            k--;
+        }
+
+        top[k] = s;
+    }
+
+    ngx_http_pyexec_json_key(j, "busiest");
+    ngx_http_pyexec_json_array_open(j);
+
+    for (i = 0; i < n; i++) {
+        s = top[i];
+
+        ngx_http_pyexec_json_map_open(j);
+        ngx_http_pyexec_json_kv(j, "session_id", s->id, s->id_len);
+        ngx_http_pyexec_json_key(j, "cells");
+        ngx_http_pyexec_json_int(j, s->execution_count);
+        ngx_http_pyexec_json_key(j, "pending");
+        ngx_http_pyexec_json_int(j, s->pending);
+        ngx_http_pyexec_json_key(j, "last_duration_ms");
+
+        if (s->last_exec) {
+            ngx_http_pyexec_json_int(j, s->last_ms);
+            p = ngx_sprintf(buf, "%016xL.", s->last_exec);
+            p = ngx_cpymem(p, s->id, s->id_len);
+            ngx_http_pyexec_json_kv(j, "last_execution_id", buf, p - buf);
+
+        } else {
+            ngx_http_pyexec_json_null(j);
+            ngx_http_pyexec_json_key(j, "last_execution_id");
+            ngx_http_pyexec_json_null(j);
+        }
+
+        ngx_http_pyexec_json_map_close(j);
+    }
+
+    ngx_http_pyexec_json_array_close(j);
 }
 
 
@@ -375,6 +475,7 @@ ngx_http_pyexec_session_info(ngx_http_request_t *r, ngx_str_t *id)
         ngx_http_pyexec_json_array_close(&j);
         ngx_http_pyexec_json_key(&j, "created_at");
         ngx_http_pyexec_json_iso8601(&j, s->created_at);
+        ngx_http_pyexec_task_last_execution(&j, s);
         ngx_http_pyexec_json_map_close(&j);
 
         return ngx_http_pyexec_send_json(r, NGX_HTTP_OK, &j);
@@ -638,6 +739,7 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     t->execution_count = s->execution_count + 1;
     t->restore = s->restore && s->ns == NULL;
     t->lost = s->lost;
+    ngx_http_pyexec_task_execution(t);
 
     if (ngx_http_pyexec_task_post(t) != NGX_OK) {
         ngx_http_pyexec_finalize(r,
@@ -685,6 +787,7 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
     }
 
     if (t->was_restored) {
+        ngx_http_pyexec_metrics.sessions_restored++;
         s->execution_count = t->op == NGX_HTTP_PYEXEC_OP_EXECUTE
                              ? t->execution_count : t->restored_from;
 
@@ -708,6 +811,14 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
         && s->in_table && ngx_http_pyexec_proc.pmcf->state_dir.len)
     {
         ngx_http_pyexec_session_dirty(s, 1);
+    }
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
+        ngx_http_pyexec_metrics_cell(r, t,
+            !t->abandoned ? (t->json.g ? t->end : -1)
+            : !t->stuck ? NGX_HTTP_PYEXEC_END_WORKER_LOST
+            : t->kill_reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
+            ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED);
     }
 
     if (c->error || ngx_http_pyexec_terminated(r)) {
@@ -768,6 +879,7 @@ ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t)
         rc = ngx_http_pyexec_send(r, NGX_HTTP_OK, &ngx_http_pyexec_deleted);
 
     } else if (t->gone[0]) {
+        ngx_http_pyexec_metrics.sessions_lost++;
         rc = ngx_http_pyexec_send_detail(r, NGX_HTTP_GONE, (char *) t->gone);
 
     } else if (t->lost) {
@@ -787,6 +899,8 @@ ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t)
 static ngx_int_t
 ngx_http_pyexec_gone(ngx_http_request_t *r)
 {
+    ngx_http_pyexec_metrics.sessions_lost++;
+
     return ngx_http_pyexec_send_detail(r, NGX_HTTP_GONE,
                                        "session lost: worker restarted");
 }

@@ -23,6 +23,7 @@
 #include "ngx_http_pyexec_child.h"
 #include "ngx_http_pyexec_interp.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_session.h"
 #include "ngx_http_pyexec_task.h"
@@ -471,8 +472,9 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     }
 
     if (pid == 0 && !fork_it) {
-        s->ckpt_cost = (uint32_t) ((ngx_http_pyexec_interp_cpu_us() - cpu)
-                                   / 1000);
+        cpu = ngx_http_pyexec_interp_cpu_us() - cpu;
+        s->ckpt_cost = (uint32_t) (cpu / 1000);
+        ngx_http_pyexec_metrics_checkpoint(cpu, (char *) path);
     }
 
     n = PyList_Check(res) ? PyList_GET_SIZE(res) : 0;
@@ -510,6 +512,8 @@ ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
     ngx_uint_t wait, ngx_log_t *log)
 {
     int            status;
+    u_char         path[NGX_MAX_PATH];
+    uint64_t       us;
     ngx_pid_t      pid;
     struct rusage  ru;
 
@@ -542,10 +546,16 @@ ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
 
     if (pid > 0 && WIFEXITED(status)) {
         /* a writer that was killed says nothing of what a checkpoint costs */
-        s->ckpt_cost = (uint32_t) (ru.ru_utime.tv_sec * 1000
-                                   + ru.ru_utime.tv_usec / 1000
-                                   + ru.ru_stime.tv_sec * 1000
-                                   + ru.ru_stime.tv_usec / 1000);
+        us = (uint64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000
+             + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+        s->ckpt_cost = (uint32_t) (us / 1000);
+
+        if (WEXITSTATUS(status) == 0
+            && ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))
+               != NULL)
+        {
+            ngx_http_pyexec_metrics_checkpoint(us, (char *) path);
+        }
     }
 
     if (pid > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
@@ -1785,6 +1795,9 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t,
         }
     }
 
+    (void) __atomic_add_fetch(&ngx_http_pyexec_metrics.sessions_created, 1,
+                              __ATOMIC_RELAXED);
+
     res = PyObject_CallFunctionObjArgs(ngx_http_pyexec_new_session,
                                        ngx_http_pyexec_init_code, NULL);
     if (res == NULL) {
@@ -1854,6 +1867,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     cpu = ngx_http_pyexec_interp_cpu_us();
     ngx_http_pyexec_running_seq = t->seq;
     t->started_ms = ngx_http_pyexec_interp_now_ms();
+    t->started_us = ngx_http_pyexec_task_now_us();
     ngx_memory_barrier();
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -1882,6 +1896,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
      */
     PyErr_SetHandledException(NULL);
 
+    t->wall_us = ngx_http_pyexec_task_now_us() - t->started_us;
     t->cpu_us = ngx_http_pyexec_interp_cpu_us() - cpu;
     t->rss_delta = (off_t) ngx_http_pyexec_interp_rss() - (off_t) rss;
     t->stage = ngx_http_pyexec_raised;
@@ -2020,6 +2035,8 @@ ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
 
     ngx_http_pyexec_json_kv(j, "session_id", t->session->id,
                             t->session->id_len);
+    ngx_http_pyexec_json_kv(j, "execution_id", t->execution_id,
+                            t->execution_id_len);
 
     ngx_http_pyexec_json_key(j, "success");
     ngx_http_pyexec_json_bool(j, error == Py_None);
@@ -2176,6 +2193,9 @@ ngx_http_pyexec_interp_gen_end(ngx_http_pyexec_json_t *j, PyObject *res,
     if (PyErr_Occurred()) {
         return NGX_ERROR;
     }
+
+    t->end = end;
+    t->output_bytes = (uint64_t) (out + err);
 
     ngx_http_pyexec_json_key(j, "usage");
     ngx_http_pyexec_json_map_open(j);
@@ -2495,6 +2515,7 @@ ngx_http_pyexec_interp_variables(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     ngx_http_pyexec_json_array_close(&j);
     ngx_http_pyexec_json_key(&j, "created_at");
     ngx_http_pyexec_json_iso8601(&j, s->created_at);
+    ngx_http_pyexec_task_last_execution(&j, s);
     ngx_http_pyexec_interp_gen_restored(&j, t);
     ngx_http_pyexec_json_map_close(&j);
 

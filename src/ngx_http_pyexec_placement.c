@@ -30,6 +30,7 @@ typedef struct {
     ngx_atomic_t                 cells;     /* in flight: running, queued */
     ngx_atomic_t                 sessions;
     ngx_atomic_t                 warm;
+    ngx_atomic_t                 starts;    /* processes that held it */
 } ngx_http_pyexec_slot_t;
 
 
@@ -156,11 +157,30 @@ ngx_http_pyexec_placement_report(void)
         return;
     }
 
+    if (slot->pid != (ngx_atomic_uint_t) ngx_pid
+        && !ngx_http_pyexec_proc.stopping)
+    {
+        (void) ngx_atomic_fetch_add(&slot->starts, 1);    /* its first */
+    }
+
     slot->cells = ngx_http_pyexec_proc.cells;
     slot->sessions = ngx_http_pyexec_proc.nsessions;
     slot->warm = ngx_http_pyexec_proc.warm;
     ngx_memory_barrier();
     slot->pid = ngx_pid;
+}
+
+
+/* the processes that have held this worker's slot (0: no zone) */
+
+ngx_uint_t
+ngx_http_pyexec_placement_starts(void)
+{
+    ngx_http_pyexec_slot_t  *slot;
+
+    slot = ngx_http_pyexec_placement_slot();
+
+    return slot ? (ngx_uint_t) slot->starts : 0;
 }
 
 

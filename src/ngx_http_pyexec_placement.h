@@ -14,6 +14,7 @@
 ngx_int_t ngx_http_pyexec_placement_conf(ngx_conf_t *cf);
 void ngx_http_pyexec_placement_report(void);
 void ngx_http_pyexec_placement_leave(void);
+ngx_uint_t ngx_http_pyexec_placement_starts(void);
 ngx_int_t ngx_http_pyexec_placement_pick(void);
 void *ngx_http_pyexec_placement_create_conf(ngx_conf_t *cf);
 char *ngx_http_pyexec_placement(ngx_conf_t *cf, ngx_command_t *cmd,

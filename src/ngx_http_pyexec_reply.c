@@ -177,6 +177,16 @@ ngx_int_t
 ngx_http_pyexec_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body)
 {
+    static ngx_str_t  json = ngx_string("application/json");
+
+    return ngx_http_pyexec_send_type(r, status, &json, body);
+}
+
+
+ngx_int_t
+ngx_http_pyexec_send_type(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body)
+{
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
@@ -184,8 +194,8 @@ ngx_http_pyexec_send(ngx_http_request_t *r, ngx_uint_t status,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     h = ngx_list_push(&r->headers_out.headers);

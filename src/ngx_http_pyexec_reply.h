@@ -14,6 +14,8 @@
 
 ngx_int_t ngx_http_pyexec_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
+ngx_int_t ngx_http_pyexec_send_type(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body);
 ngx_int_t ngx_http_pyexec_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_pyexec_json_t *j);
 ngx_int_t ngx_http_pyexec_send_detail(ngx_http_request_t *r,

@@ -17,6 +17,7 @@
 
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_reply.h"
 #include "ngx_http_pyexec_route.h"
@@ -444,6 +445,15 @@ ngx_http_pyexec_variable_session(ngx_http_request_t *r,
 {
     ngx_http_pyexec_ctx_t         *ctx;
 
+    /* logged after the answer: a request never routed has no id to mint */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
+
+    if (r->header_sent && (ctx == NULL || !ctx->resolved)) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
     if (ngx_http_pyexec_route_resolve(r, &ctx) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -624,6 +634,13 @@ ngx_http_pyexec_gather_resume(ngx_http_request_t *r)
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyexec_module);
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
     uris = plcf->gather->elts;
+
+    if (plcf->gather_metrics) {
+        ngx_http_finalize_request(r,
+            ngx_http_pyexec_metrics_merge(r, ctx->bodies, ctx->statuses,
+                                          uris, ctx->n));
+        return;
+    }
 
     if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);

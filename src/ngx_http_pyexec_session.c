@@ -15,6 +15,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_registry.h"
 #include "ngx_http_pyexec_session.h"
@@ -43,7 +44,6 @@ static ngx_int_t ngx_http_pyexec_session_decode(u_char *id, size_t len,
 static ngx_int_t ngx_http_pyexec_session_minted_before(u_char *id,
     size_t len);
 static uint32_t ngx_http_pyexec_session_mac(u_char *p, size_t len);
-static void ngx_http_pyexec_random(u_char *buf, size_t len);
 
 
 ngx_http_pyexec_proc_t  ngx_http_pyexec_proc;
@@ -178,6 +178,7 @@ ngx_http_pyexec_session_create(u_char *id, size_t len, ngx_log_t *log)
                       p->pmcf->session_max, victim->id_len, victim->id);
 
         ngx_http_pyexec_session_remove(victim);
+        ngx_http_pyexec_metrics.sessions_evicted++;
     }
 
     if (p->nsessions >= p->nbuckets
@@ -495,6 +496,7 @@ ngx_http_pyexec_session_expire(ngx_event_t *ev)
                        "pyexec session \"%*s\" expired", s->id_len, s->id);
 
         ngx_http_pyexec_session_remove(s);
+        ngx_http_pyexec_metrics.sessions_expired++;
     }
 
     if (p->nsessions && !ngx_exiting) {
@@ -661,7 +663,9 @@ ngx_http_pyexec_session_mac(u_char *p, size_t len)
 }
 
 
-static void
+/* len random bytes (getrandom(), else ngx_random()) */
+
+void
 ngx_http_pyexec_random(u_char *buf, size_t len)
 {
     size_t   got;

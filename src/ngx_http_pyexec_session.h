@@ -27,6 +27,8 @@ struct ngx_http_pyexec_session_s {
     ngx_pid_t                    ckpt_pid;    /* its checkpoint's writer */
     uint32_t                     ckpt_cost;   /* its CPU, ms */
     uint64_t                     ckpt_at;     /* when it was forked, ms */
+    uint64_t                     last_exec;   /* its last cell's exec_id */
+    uint32_t                     last_ms;     /* its last cell's wall time */
     unsigned                     in_table:1;
     unsigned                     dirty:1;     /* changed since checkpoint */
     unsigned                     checkpointing:1;
@@ -46,6 +48,7 @@ ngx_http_pyexec_session_t *ngx_http_pyexec_session_create(u_char *id,
 void ngx_http_pyexec_session_remove(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_session_touch(ngx_http_pyexec_session_t *s);
+void ngx_http_pyexec_random(u_char *buf, size_t len);
 void ngx_http_pyexec_session_mint(u_char *out, ngx_int_t worker);
 ngx_int_t ngx_http_pyexec_session_pinned(u_char *id, size_t len);
 ngx_int_t ngx_http_pyexec_session_lost(u_char *id, size_t len);

@@ -22,6 +22,13 @@
 #include <unistd.h>
 
 
+/* "termination": {"reason"}, by ngx_http_pyexec_end_e */
+
+const char  *ngx_http_pyexec_task_reasons[] = {
+    "ok", "error", "memory", "timeout", "interrupted", "worker_lost"
+};
+
+
 static void ngx_http_pyexec_task_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_event(ngx_event_t *ev);
@@ -63,8 +70,70 @@ ngx_http_pyexec_task_alloc(ngx_pool_t *pool)
 
     t = task->ctx;
     t->task = task;
+    t->end = -1;
 
     return t;
+}
+
+
+/* monotonic microseconds, any thread */
+
+uint64_t
+ngx_http_pyexec_task_now_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+/*
+ * A cell's execution_id, "<16 hex digits>.<session id>": the digits are
+ * a random number drawn once per worker and the worker's count of cells,
+ * so ids differ across workers and hosts, and the session id names where
+ * the execution ran, for a front to route on as it routes the session.
+ */
+
+void
+ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t)
+{
+    u_char             *p;
+    static uint32_t     base;
+    static ngx_uint_t   drawn;
+
+    if (!drawn) {
+        ngx_http_pyexec_random((u_char *) &base, sizeof(base));
+        drawn = 1;
+    }
+
+    t->exec_id = ((uint64_t) base << 32) | (uint32_t) t->seq;
+
+    p = ngx_sprintf(t->execution_id, "%016xL.", t->exec_id);
+    p = ngx_cpymem(p, t->session->id, t->session->id_len);
+    t->execution_id_len = p - t->execution_id;
+}
+
+
+/* "last_execution_id" of GET /sessions/{id}: its last cell's, or null */
+
+void
+ngx_http_pyexec_task_last_execution(ngx_http_pyexec_json_t *j,
+    ngx_http_pyexec_session_t *s)
+{
+    u_char  buf[NGX_HTTP_PYEXEC_EXEC_ID_MAX], *p;
+
+    if (s->last_exec == 0) {
+        ngx_http_pyexec_json_key(j, "last_execution_id");
+        ngx_http_pyexec_json_null(j);
+        return;
+    }
+
+    p = ngx_sprintf(buf, "%016xL.", s->last_exec);
+    p = ngx_cpymem(p, s->id, s->id_len);
+
+    ngx_http_pyexec_json_kv(j, "last_execution_id", buf, p - buf);
 }
 
 
@@ -79,6 +148,7 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
     task->event.handler = ngx_http_pyexec_task_event;
     task->event.data = t;
     task->event.log = t->log;
+    t->posted_us = ngx_http_pyexec_task_now_us();
 
     if (ngx_thread_task_post(pmcf->thread_pool, task) != NGX_OK) {
         return NGX_ERROR;
@@ -106,6 +176,33 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
     }
 
     return NGX_OK;
+}
+
+
+/* the cell the interpreter runs now, NULL when none */
+
+ngx_http_pyexec_task_t *
+ngx_http_pyexec_task_running(void)
+{
+    ngx_queue_t             *q;
+    ngx_http_pyexec_task_t  *t;
+
+    ngx_memory_barrier();
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
+
+        if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE && t->started_ms
+            && !t->finished)
+        {
+            return t;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -407,15 +504,12 @@ void
 ngx_http_pyexec_task_termination(ngx_http_pyexec_json_t *j,
     ngx_http_pyexec_end_e end, ngx_uint_t stage)
 {
-    static const char  *reasons[] = {
-        "ok", "error", "memory", "timeout", "interrupted", "worker_lost"
-    };
     static const char  *stages[] = { "", "exception", "trace", "recycle" };
 
     ngx_http_pyexec_json_key(j, "termination");
     ngx_http_pyexec_json_map_open(j);
     ngx_http_pyexec_json_key(j, "reason");
-    ngx_http_pyexec_json_cstr(j, reasons[end]);
+    ngx_http_pyexec_json_cstr(j, ngx_http_pyexec_task_reasons[end]);
     ngx_http_pyexec_json_key(j, "stage");
 
     if (stage) {

@@ -42,8 +42,12 @@ typedef enum {
     NGX_HTTP_PYEXEC_END_MEMORY,
     NGX_HTTP_PYEXEC_END_TIMEOUT,
     NGX_HTTP_PYEXEC_END_INTERRUPTED,
-    NGX_HTTP_PYEXEC_END_WORKER_LOST
+    NGX_HTTP_PYEXEC_END_WORKER_LOST,
+    NGX_HTTP_PYEXEC_END_N
 } ngx_http_pyexec_end_e;
+
+/* "<16 hex digits>.<session id>" */
+#define NGX_HTTP_PYEXEC_EXEC_ID_MAX  (16 + 1 + NGX_HTTP_PYEXEC_SESSION_ID_MAX)
 
 
 typedef struct ngx_http_pyexec_task_s  ngx_http_pyexec_task_t;
@@ -64,11 +68,19 @@ struct ngx_http_pyexec_task_s {
     ngx_uint_t                   seq;
     ngx_uint_t                   execution_count;
     ngx_msec_t                   timeout;
+    uint64_t                     exec_id;     /* its first 16 hex digits */
+    uint64_t                     posted_us;   /* monotonic */
+    size_t                       execution_id_len;
+    u_char                       execution_id[NGX_HTTP_PYEXEC_EXEC_ID_MAX];
     unsigned                     restore:1;   /* try the checkpoint */
     unsigned                     lost:1;      /* none: 410, not a new one */
 
     /* written by the thread, read after completion */
     volatile uint64_t            started_ms;
+    volatile uint64_t            started_us;  /* monotonic, 0: never ran */
+    uint64_t                     wall_us;
+    ngx_int_t                    end;         /* END_*, -1: no reply */
+    uint64_t                     output_bytes; /* stdout + stderr */
     volatile ngx_uint_t          finished;
     ngx_http_pyexec_json_t       json;        /* response; json.g NULL: none */
     ngx_int_t                    status;
@@ -97,12 +109,21 @@ struct ngx_http_pyexec_task_s {
 ngx_http_pyexec_task_t *ngx_http_pyexec_task_alloc(ngx_pool_t *pool);
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);
 ngx_uint_t ngx_http_pyexec_task_idle(void);
+ngx_http_pyexec_task_t *ngx_http_pyexec_task_running(void);
 ngx_uint_t ngx_http_pyexec_task_interrupt(ngx_http_pyexec_session_t *s);
 ngx_uint_t ngx_http_pyexec_task_recycling(void);
+void ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t);
+uint64_t ngx_http_pyexec_task_now_us(void);
+void ngx_http_pyexec_task_last_execution(ngx_http_pyexec_json_t *j,
+    ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_task_termination(ngx_http_pyexec_json_t *j,
     ngx_http_pyexec_end_e end, ngx_uint_t stage);
 ngx_int_t ngx_http_pyexec_task_post_server(ngx_http_pyexec_op_e op,
     ngx_http_pyexec_session_t *s, ngx_event_handler_pt done);
+
+
+
+extern const char  *ngx_http_pyexec_task_reasons[];
 
 
 #endif /* _NGX_HTTP_PYEXEC_TASK_H_INCLUDED_ */

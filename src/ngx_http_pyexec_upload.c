@@ -21,6 +21,7 @@
 
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_multipart.h"
 #include "ngx_http_pyexec_reply.h"
 #include "ngx_http_pyexec_upload.h"
@@ -63,6 +64,7 @@ typedef struct {
     char                       **names;       /* malloc'd, staged files */
     ngx_uint_t                   nnames;
     ngx_uint_t                   nalloc;
+    off_t                        bytes;       /* written to staged files */
     char                         errbuf[NGX_HTTP_PYEXEC_PARAM_MAX + 128];
     const char                  *error;       /* success: false */
 
@@ -229,6 +231,10 @@ ngx_http_pyexec_upload_done(ngx_event_t *ev)
     } else if (!c->error && u->error) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0, "pyexec: upload failed: %s",
                       u->error);
+    }
+
+    if (u->status == NGX_HTTP_OK && u->error == NULL) {
+        ngx_http_pyexec_metrics.upload_bytes += u->bytes;   /* stored */
     }
 
     ngx_http_pyexec_io_finish(r, u->status, &u->json);
@@ -514,6 +520,7 @@ ngx_http_pyexec_upload_data(void *data, u_char *p, size_t len)
 
         p += n;
         len -= n;
+        u->bytes += n;
     }
 
     return NGX_OK;

@@ -10,7 +10,7 @@ build="gcc make pkgconf nginx nginx-dev libyajl-dev python3-dev"
 # IPython's display objects, PIL)
 run="nginx libpython3.11 libyajl2 python3.11 python3-numpy python3-pandas python3-matplotlib python3-sklearn python3-joblib python3-scipy python3-statsmodels python3-seaborn python3-tqdm python3-tabulate python3-ipython python3-pil python3-cloudpickle python3-dill"
 # test: the Jupyter kernel that "works as in Jupyter" is checked against
-test="curl file libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml python3-jsonschema chromium python3-ipykernel python3-jupyter-client"
+test="curl file libtest-base-perl libtext-diff-perl libhttp-message-perl liburi-perl python3-yaml python3-jsonschema chromium python3-ipykernel python3-jupyter-client python3-prometheus-client"
 # testnginx: what openresty's Test::Nginx (not packaged; make test-real)
 # needs from Debian
 testnginx="libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl libwww-perl liburi-perl"

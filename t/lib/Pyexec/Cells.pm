@@ -30,7 +30,8 @@ sub new {
     my $ng = Pyexec::Shipped::instance(root => $root, port => $port,
                                        allow_alerts => $o{allow_alerts},
                                        http_extra => $o{http_extra},
-                                       set => $o{set});
+                                       set => $o{set},
+                                       access_log => $o{access_log});
     return bless { ng => $ng, root => $root }, $class;
 }
 

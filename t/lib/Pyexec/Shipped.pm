@@ -81,7 +81,7 @@ sub wait_warm {
 }
 
 sub render {
-    my (%o) = @_;    # root, addr, port, mod, http_extra, state, set
+    my (%o) = @_;    # root, addr, port, mod, http_extra, state, set, access_log
     my $file = abs_path('.') . '/nginx.conf';
     open my $in, '<', $file or die "$file: $!";
     local $/;
@@ -102,7 +102,8 @@ sub render {
     $c =~ s{/run/pyexec/}{$root/sock/}g or die "no socket folder";
     my $repo = abs_path('.');
     $c =~ s{/opt/pyexec/}{$repo/}g;
-    $c =~ s/^(\s*)access_log .*;$/$1access_log off;/m;
+    # the front's access log only when a test reads it: access_log => 1
+    $c =~ s/^(\s*)access_log .*;$/$1access_log off;/m unless $o{access_log};
     # directives of the shipped conf set to other values: set => {name => v}
     for my $k (sort keys %{ $o{set} // {} }) {
         $c =~ s/^(\s*\Q$k\E) .*;$/$1 $o{set}{$k};/m or die "no $k";
