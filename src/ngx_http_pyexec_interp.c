@@ -2035,8 +2035,6 @@ ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
 
     ngx_http_pyexec_json_kv(j, "session_id", t->session->id,
                             t->session->id_len);
-    ngx_http_pyexec_json_kv(j, "execution_id", t->execution_id,
-                            t->execution_id_len);
 
     ngx_http_pyexec_json_key(j, "success");
     ngx_http_pyexec_json_bool(j, error == Py_None);
@@ -2112,6 +2110,10 @@ ngx_http_pyexec_interp_gen_result(ngx_http_pyexec_json_t *j, PyObject *res,
     }
 
     ngx_http_pyexec_interp_gen_restored(j, t);
+
+    /* last: the seed's fields keep their order */
+    ngx_http_pyexec_json_kv(j, "execution_id", t->execution_id,
+                            t->execution_id_len);
 
     ngx_http_pyexec_json_map_close(j);
 

@@ -32,7 +32,7 @@ __DATA__
 POST /execute
 {"code": "2 + 2", "session_id": "t1"}
 --- response_body_like chomp
-^\{"result":4,"session_id":"t1","success":true,"error":null,"stdout":"","stderr":"","value":"4","outputs":\[\],"error_name":null,"traceback":null,"execution_count":1,"duration_ms":\d+\.\d{3},"truncated":false,"termination":\{"reason":"ok","stage":null\},"usage":\{"wall_ms":\d+\.\d{3},"cpu_ms":\d+\.\d{3},"rss_delta_kib":-?\d+,"stdout_bytes":0,"stderr_bytes":0\}\}$
+^\{"result":4,"session_id":"t1","success":true,"error":null,"stdout":"","stderr":"","value":"4","outputs":\[\],"error_name":null,"traceback":null,"execution_count":1,"duration_ms":\d+\.\d{3},"truncated":false,"termination":\{"reason":"ok","stage":null\},"usage":\{"wall_ms":\d+\.\d{3},"cpu_ms":\d+\.\d{3},"rss_delta_kib":-?\d+,"stdout_bytes":0,"stderr_bytes":0\},"execution_id":"[0-9a-f]{16}\.t1"\}$
 --- no_error_log
 [error]
 [alert]
@@ -365,7 +365,7 @@ ERROR: AddressSanitizer
 POST /execute
 {"code": "import sys\nfor i in range(100000):\n    print('x' * 50)\nprint('e' * 5000, file=sys.stderr)"}
 --- response_body_like chomp
-"stdout":"(x{50}\\n){20}x{4}","stderr":"e{1024}",.*"truncated":true,"termination":\{"reason":"ok","stage":null\},"usage":\{[^}]*"stdout_bytes":5100000,"stderr_bytes":5001\}\}$
+"stdout":"(x{50}\\n){20}x{4}","stderr":"e{1024}",.*"truncated":true,"termination":\{"reason":"ok","stage":null\},"usage":\{[^}]*"stdout_bytes":5100000,"stderr_bytes":5001\},"execution_id":"[0-9a-f]{16}\.[^"]+"\}$
 --- no_error_log
 [error]
 [alert]

@@ -102,7 +102,7 @@ ERROR: AddressSanitizer
 --- response_body_like eval
 [
 qr/"session_id":"s\/1 é","success":true/,
-qr/^\{"session_id":"s\/1 é","variables":\["a","f","json"\],"created_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\}$/,
+qr/^\{"session_id":"s\/1 é","variables":\["a","f","json"\],"created_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ","last_execution_id":"[0-9a-f]{16}\.s\/1 é"\}$/,
 qr/^\{"sessions":\[\{"session_id":"s\/1 é","created_at":"[-0-9T:]+Z","last_used":"[-0-9T:]+Z","execution_count":1\}\]\}$/,
 qr/^\{"message":"Session deleted"\}$/,
 qr/^\{"detail":"Session not found"\}$/,
