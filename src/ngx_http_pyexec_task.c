@@ -164,9 +164,10 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
         ngx_http_pyexec_placement_report();
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, t->log, 0,
-                   "pyexec task posted: op %d cell %ui",
-                   (int) t->op, t->seq);
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, t->log, 0,
+                   "pyexec task posted: op %d cell %ui execution \"%*s\"",
+                   (int) t->op, t->seq, t->execution_id_len,
+                   t->execution_id);
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
         t->timer.handler = ngx_http_pyexec_task_timer;
