@@ -86,6 +86,7 @@ up_body, up_type = multipart(b"sales.csv", b"units\n3\n4\n")
 calls = [
     ("/health", "get", "/health", None, None, "example"),
     ("/status", "get", "/status", None, None, "example"),
+    ("/metrics", "get", "/metrics", None, None, "example"),
     ("/openapi.json", "get", "/openapi.json", None, None, "example"),
     ("/upload", "post", "/upload", up_body, up_type, "example"),
     ("/files", "get", "/files", None, None, "example"),
