@@ -256,4 +256,50 @@ is(val($m4, 'pyexec_executions_total{reason=ok,worker=1}'), 1, '... and one cell
 
 $c->stop;     # and no [alert] nor sanitizer report in its error log
 
+# the other ends of a session: evicted at pyexec_session_max, expired
+# after pyexec_session_idle_timeout, lost with its worker (no state folder)
+my $c2 = Pyexec::Cells->new(name => 'metrics-ends', port_offset => 23,
+    set => { pyexec_state_dir => '""', pyexec_session_max => 2,
+             pyexec_session_idle_timeout => '2s' },
+    allow_alerts => [qr/\[alert\].*worker process \d+ exited on signal 9/]);
+$ng = $c2->ng;
+ok($c2->start, 'the shipped conf with 2 sessions a worker, 2 s idle, no checkpoints');
+my @sids = map { $c2->id_on(0, "ends-$_") } 1 .. 3;
+my $e0 = scrape();
+for my $sid (@sids) {
+    my ($r) = $c2->cell($sid, "z = 1");
+}
+my $e1 = scrape();
+is(delta($e0, $e1, 'pyexec_sessions_evicted_total{worker=0}'), 1,
+   'a third session on the worker evicts the least recently used: evicted_total +1');
+is(val($e1, 'pyexec_sessions{worker=0}'), 2, '... two sessions held');
+my $e2;
+for (1 .. 100) {
+    sleep 0.1;
+    $e2 = scrape();
+    last if val($e2, 'pyexec_sessions{worker=0}') == 0;
+}
+is(delta($e1, $e2, 'pyexec_sessions_expired_total{worker=0}'), 2,
+   'both idle past 2 s expire: expired_total +2');
+is(val($e2, 'pyexec_sessions{worker=0}'), 0, '... none held');
+
+# a session the front minted, its worker killed: its next cell is a 410
+my ($mst, $mbody, $mh) = $ng->execute("m = 1");
+my $minted = (eval { $json->decode($mbody) } // {})->{session_id} // '';
+my ($mw, $mpid) = Pyexec::Cells::worker_of($mh);
+ok(length $minted && defined $mpid, "a minted session ($minted) on worker " . ($mw // '?'));
+kill 'KILL', $mpid if $mpid;
+my $e3;
+for (1 .. 200) {
+    sleep 0.05;
+    $e3 = scrape();
+    last if $e3 && val($e3, "pyexec_worker_up{worker=$mw}") == 1
+            && delta($e2, $e3, "pyexec_worker_starts_total{worker=$mw}") >= 1;
+}
+my ($lst) = $ng->execute("m", $minted);
+is($lst, 410, 'its next cell: 410, the session was lost with its worker');
+my $e4 = scrape();
+is(val($e4, "pyexec_sessions_lost_total{worker=$mw}"), 1, 'sessions_lost_total of its new worker: 1');
+$c2->stop;
+
 done_testing();
