@@ -146,7 +146,7 @@ ngx_http_pyexec_status_activity(ngx_http_pyexec_json_t *j)
 
     ngx_http_pyexec_json_key(j, "running");
 
-    t = ngx_http_pyexec_task_running();
+    t = ngx_http_pyexec_task_running(NULL);
 
     if (t == NULL) {
         ngx_http_pyexec_json_null(j);

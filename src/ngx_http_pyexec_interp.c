@@ -196,14 +196,23 @@ ngx_http_pyexec_interp_version(void)
 }
 
 
+/* monotonic clock, any thread */
+
 uint64_t
-ngx_http_pyexec_interp_now_ms(void)
+ngx_http_pyexec_interp_now_us(void)
 {
     struct timespec  ts;
 
     (void) clock_gettime(CLOCK_MONOTONIC, &ts);
 
-    return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+uint64_t
+ngx_http_pyexec_interp_now_ms(void)
+{
+    return ngx_http_pyexec_interp_now_us() / 1000;
 }
 
 
@@ -1867,7 +1876,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     cpu = ngx_http_pyexec_interp_cpu_us();
     ngx_http_pyexec_running_seq = t->seq;
     t->started_ms = ngx_http_pyexec_interp_now_ms();
-    t->started_us = ngx_http_pyexec_task_now_us();
+    t->started_us = ngx_http_pyexec_interp_now_us();
     ngx_memory_barrier();
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -1896,7 +1905,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
      */
     PyErr_SetHandledException(NULL);
 
-    t->wall_us = ngx_http_pyexec_task_now_us() - t->started_us;
+    t->wall_us = ngx_http_pyexec_interp_now_us() - t->started_us;
     t->cpu_us = ngx_http_pyexec_interp_cpu_us() - cpu;
     t->rss_delta = (off_t) ngx_http_pyexec_interp_rss() - (off_t) rss;
     t->stage = ngx_http_pyexec_raised;

@@ -24,6 +24,7 @@ void ngx_http_pyexec_interp_checkpoint_all(void);
 void ngx_http_pyexec_interp_checkpoint_rescue(
     ngx_http_pyexec_session_t *stuck, ngx_msec_t wait);
 const char *ngx_http_pyexec_interp_version(void);
+uint64_t ngx_http_pyexec_interp_now_us(void);
 uint64_t ngx_http_pyexec_interp_now_ms(void);
 size_t ngx_http_pyexec_interp_rss(void);
 

@@ -27,8 +27,6 @@
 
 static void ngx_http_pyexec_metrics_observe(ngx_http_pyexec_histogram_t *h,
     uint64_t us);
-static ngx_int_t ngx_http_pyexec_metrics_header(ngx_http_request_t *r,
-    ngx_str_t *key, u_char *data, size_t len);
 static u_char *ngx_http_pyexec_metrics_family(u_char *p, u_char *last,
     const char *name, const char *type, const char *help);
 static u_char *ngx_http_pyexec_metrics_histogram(u_char *p, u_char *last,
@@ -95,9 +93,10 @@ void
 ngx_http_pyexec_metrics_cell(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
     ngx_int_t end)
 {
-    u_char     buf[NGX_INT64_LEN + 8], *p;
-    uint64_t   wall, queue;
-    ngx_str_t  reason;
+    u_char      dur[NGX_INT64_LEN + 4], wait[NGX_INT64_LEN + 4];
+    uint64_t    wall, queue;
+    ngx_str_t   val[4];
+    ngx_uint_t  i;
 
     if (end < 0 || end >= NGX_HTTP_PYEXEC_END_N) {
         return;
@@ -110,7 +109,7 @@ ngx_http_pyexec_metrics_cell(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
 
     if (t->started_us) {
         /* an abandoned cell may still run: its thread writes wall_us */
-        wall = t->abandoned ? ngx_http_pyexec_task_now_us() - t->started_us
+        wall = t->abandoned ? ngx_http_pyexec_interp_now_us() - t->started_us
                             : t->wall_us;
         queue = t->started_us > t->posted_us ? t->started_us - t->posted_us
                                              : 0;
@@ -132,34 +131,24 @@ ngx_http_pyexec_metrics_cell(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
         return;
     }
 
-    reason.data = (u_char *) ngx_http_pyexec_task_reasons[end];
-    reason.len = ngx_strlen(reason.data);
+    val[0].data = t->execution_id;
+    val[0].len = t->execution_id_len;
+    val[1].data = dur;
+    val[1].len = ngx_sprintf(dur, "%uL.%03uL", wall / 1000, wall % 1000) - dur;
+    val[2].data = (u_char *) ngx_http_pyexec_task_reasons[end];
+    val[2].len = ngx_strlen(val[2].data);
+    val[3].data = wait;
+    val[3].len = ngx_sprintf(wait, "%uL.%03uL", queue / 1000, queue % 1000)
+                 - wait;
 
-    if (ngx_http_pyexec_metrics_header(r, &ngx_http_pyexec_cell_headers[0],
-                                       t->execution_id, t->execution_id_len)
-        != NGX_OK)
-    {
-        return;
+    for (i = 0; i < 4; i++) {
+        if (ngx_http_pyexec_add_header(r, &ngx_http_pyexec_cell_headers[i],
+                                       val[i].data, val[i].len)
+            != NGX_OK)
+        {
+            return;
+        }
     }
-
-    p = ngx_sprintf(buf, "%uL.%03uL", wall / 1000, wall % 1000);
-    if (ngx_http_pyexec_metrics_header(r, &ngx_http_pyexec_cell_headers[1],
-                                       buf, p - buf)
-        != NGX_OK)
-    {
-        return;
-    }
-
-    if (ngx_http_pyexec_metrics_header(r, &ngx_http_pyexec_cell_headers[2],
-                                       reason.data, reason.len)
-        != NGX_OK)
-    {
-        return;
-    }
-
-    p = ngx_sprintf(buf, "%uL.%03uL", queue / 1000, queue % 1000);
-    (void) ngx_http_pyexec_metrics_header(r, &ngx_http_pyexec_cell_headers[3],
-                                          buf, p - buf);
 }
 
 
@@ -177,34 +166,6 @@ ngx_http_pyexec_metrics_observe(ngx_http_pyexec_histogram_t *h, uint64_t us)
     h->count[i]++;
     h->sum_us += us;
     h->n++;
-}
-
-
-static ngx_int_t
-ngx_http_pyexec_metrics_header(ngx_http_request_t *r, ngx_str_t *key,
-    u_char *data, size_t len)
-{
-    u_char           *p;
-    ngx_table_elt_t  *h;
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, data, len);
-
-    h->hash = 1;
-    h->key = *key;
-    h->value.data = p;
-    h->value.len = len;
-
-    return NGX_OK;
 }
 
 
@@ -569,19 +530,7 @@ ngx_http_pyexec_metrics_find(ngx_str_t *body, ngx_str_t *name, u_char **end)
 ngx_int_t
 ngx_http_pyexec_metrics_add_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_pyexec_metrics_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
+    return ngx_http_pyexec_add_variables(cf, ngx_http_pyexec_metrics_vars);
 }
 
 
@@ -596,37 +545,17 @@ static ngx_int_t
 ngx_http_pyexec_metrics_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t        *key = &ngx_http_pyexec_cell_headers[data];
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
+    h = ngx_http_pyexec_header(&r->headers_out.headers,
+                               &ngx_http_pyexec_cell_headers[data]);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != key->len
-            || ngx_strncasecmp(h[i].key.data, key->data, key->len) != 0)
-        {
-            continue;
-        }
-
-        v->len = h[i].value.len;
+    if (h != NULL) {
+        v->len = h->value.len;
         v->valid = 1;
         v->no_cacheable = 1;
         v->not_found = 0;
-        v->data = h[i].value.data;
+        v->data = h->value.data;
 
         return NGX_OK;
     }

@@ -43,10 +43,24 @@ ngx_http_pyexec_worker_name(void)
 ngx_int_t
 ngx_http_pyexec_retry_after(ngx_http_request_t *r, ngx_uint_t secs)
 {
+    u_char            buf[NGX_INT_T_LEN];
+    static ngx_str_t  key = ngx_string("Retry-After");
+
+    return ngx_http_pyexec_add_header(r, &key, buf,
+                                      ngx_sprintf(buf, "%ui", secs) - buf);
+}
+
+
+/* a header on the answer about to be sent, its value copied */
+
+ngx_int_t
+ngx_http_pyexec_add_header(ngx_http_request_t *r, ngx_str_t *key,
+    u_char *value, size_t len)
+{
     u_char           *p;
     ngx_table_elt_t  *h;
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -59,9 +73,64 @@ ngx_http_pyexec_retry_after(ngx_http_request_t *r, ngx_uint_t secs)
     ngx_memzero(h, sizeof(ngx_table_elt_t));   /* h->next since 1.23.0 */
 
     h->hash = 1;
-    ngx_str_set(&h->key, "Retry-After");
+    h->key = *key;
     h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%ui", secs) - p;
+    h->value.len = len;
+    ngx_memcpy(p, value, len);
+
+    return NGX_OK;
+}
+
+
+/* a header of a list (headers_in, headers_out) by name, or NULL */
+
+ngx_table_elt_t *
+ngx_http_pyexec_header(ngx_list_t *headers, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &headers->part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0 && h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/* a module's variables, from its table ended by ngx_http_null_variable */
+
+ngx_int_t
+ngx_http_pyexec_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
 
     return NGX_OK;
 }

@@ -75,54 +75,7 @@ static ngx_http_variable_t  ngx_http_pyexec_vars[] = {
 ngx_int_t
 ngx_http_pyexec_route_add_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_pyexec_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
-
-
-/* "<worker number>/<pid>", fixed for the life of the process */
-
-/* a request header by name, or NULL */
-
-ngx_table_elt_t *
-ngx_http_pyexec_route_header(ngx_http_request_t *r, ngx_str_t *name)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == name->len
-            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
-        {
-            return &h[i];
-        }
-    }
+    return ngx_http_pyexec_add_variables(cf, ngx_http_pyexec_vars);
 }
 
 
@@ -138,7 +91,8 @@ ngx_http_pyexec_route_header_id(ngx_http_request_t *r, ngx_str_t *id)
 {
     ngx_table_elt_t  *h;
 
-    h = ngx_http_pyexec_route_header(r, &ngx_http_pyexec_x_session_id);
+    h = ngx_http_pyexec_header(&r->headers_in.headers,
+                               &ngx_http_pyexec_x_session_id);
 
     if (h == NULL || h->value.len == 0) {
         return NGX_DECLINED;
@@ -163,7 +117,8 @@ ngx_http_pyexec_route_header_id(ngx_http_request_t *r, ngx_str_t *id)
 ngx_uint_t
 ngx_http_pyexec_route_is_new(ngx_http_request_t *r)
 {
-    return ngx_http_pyexec_route_header(r, &ngx_http_pyexec_x_new_session)
+    return ngx_http_pyexec_header(&r->headers_in.headers,
+                                  &ngx_http_pyexec_x_new_session)
            != NULL;
 }
 

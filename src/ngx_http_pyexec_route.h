@@ -18,8 +18,6 @@
 
 
 ngx_int_t ngx_http_pyexec_route_add_variables(ngx_conf_t *cf);
-ngx_table_elt_t *ngx_http_pyexec_route_header(ngx_http_request_t *r,
-    ngx_str_t *name);
 ngx_int_t ngx_http_pyexec_route_header_id(ngx_http_request_t *r,
     ngx_str_t *id);
 ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);

@@ -76,19 +76,6 @@ ngx_http_pyexec_task_alloc(ngx_pool_t *pool)
 }
 
 
-/* monotonic microseconds, any thread */
-
-uint64_t
-ngx_http_pyexec_task_now_us(void)
-{
-    struct timespec  ts;
-
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-
 /*
  * A cell's execution_id, "<16 hex digits>.<session id>": the digits are
  * a random number drawn once per worker and the worker's count of cells,
@@ -148,7 +135,7 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
     task->event.handler = ngx_http_pyexec_task_event;
     task->event.data = t;
     task->event.log = t->log;
-    t->posted_us = ngx_http_pyexec_task_now_us();
+    t->posted_us = ngx_http_pyexec_interp_now_us();
 
     if (ngx_thread_task_post(pmcf->thread_pool, task) != NGX_OK) {
         return NGX_ERROR;
@@ -180,10 +167,13 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
 }
 
 
-/* the cell the interpreter runs now, NULL when none */
+/*
+ * The cell the interpreter runs now (of session s, unless NULL), NULL
+ * when none; a stuck cell a recycle abandoned still runs.
+ */
 
 ngx_http_pyexec_task_t *
-ngx_http_pyexec_task_running(void)
+ngx_http_pyexec_task_running(ngx_http_pyexec_session_t *s)
 {
     ngx_queue_t             *q;
     ngx_http_pyexec_task_t  *t;
@@ -197,7 +187,7 @@ ngx_http_pyexec_task_running(void)
         t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
 
         if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE && t->started_ms
-            && !t->finished)
+            && !t->finished && (s == NULL || t->session == s))
         {
             return t;
         }
@@ -453,40 +443,28 @@ ngx_http_pyexec_task_escalate(ngx_http_pyexec_task_t *t, uint64_t now,
 ngx_uint_t
 ngx_http_pyexec_task_interrupt(ngx_http_pyexec_session_t *s)
 {
-    ngx_queue_t             *q;
     ngx_http_pyexec_task_t  *t;
 
-    ngx_memory_barrier();
+    t = ngx_http_pyexec_task_running(s);
 
-    for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
-         q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
-         q = ngx_queue_next(q))
-    {
-        t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
-
-        if (t->session != s || t->op != NGX_HTTP_PYEXEC_OP_EXECUTE
-            || t->started_ms == 0 || t->finished || t->abandoned)
-        {
-            continue;
-        }
-
-        if (t->kill_reason) {
-            return 1;           /* already on its ladder */
-        }
-
-        if (t->timer.timer_set) {
-            ngx_del_timer(&t->timer);
-        }
-
-        t->kill_reason = NGX_HTTP_PYEXEC_KILL_INTERRUPT;
-        t->ladder_ms = ngx_http_pyexec_interp_now_ms();
-
-        ngx_http_pyexec_task_escalate(t, t->ladder_ms, t->log);
-
-        return 1;
+    if (t == NULL || t->abandoned) {
+        return 0;
     }
 
-    return 0;
+    if (t->kill_reason) {
+        return 1;               /* already on its ladder */
+    }
+
+    if (t->timer.timer_set) {
+        ngx_del_timer(&t->timer);
+    }
+
+    t->kill_reason = NGX_HTTP_PYEXEC_KILL_INTERRUPT;
+    t->ladder_ms = ngx_http_pyexec_interp_now_ms();
+
+    ngx_http_pyexec_task_escalate(t, t->ladder_ms, t->log);
+
+    return 1;
 }
 
 

@@ -109,11 +109,11 @@ struct ngx_http_pyexec_task_s {
 ngx_http_pyexec_task_t *ngx_http_pyexec_task_alloc(ngx_pool_t *pool);
 ngx_int_t ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t);
 ngx_uint_t ngx_http_pyexec_task_idle(void);
-ngx_http_pyexec_task_t *ngx_http_pyexec_task_running(void);
+ngx_http_pyexec_task_t *ngx_http_pyexec_task_running(
+    ngx_http_pyexec_session_t *s);
 ngx_uint_t ngx_http_pyexec_task_interrupt(ngx_http_pyexec_session_t *s);
 ngx_uint_t ngx_http_pyexec_task_recycling(void);
 void ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t);
-uint64_t ngx_http_pyexec_task_now_us(void);
 void ngx_http_pyexec_task_last_execution(ngx_http_pyexec_json_t *j,
     ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_task_termination(ngx_http_pyexec_json_t *j,
