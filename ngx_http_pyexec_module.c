@@ -12,12 +12,14 @@
 #include "ngx_http_pyexec_child.h"
 #include "ngx_http_pyexec_handler.h"
 #include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_journal.h"
 #include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_registry.h"
 #include "ngx_http_pyexec_route.h"
 #include "ngx_http_pyexec_session.h"
 #include "ngx_http_pyexec_socket.h"
+#include "ngx_http_pyexec_stream.h"
 #include "ngx_http_pyexec_upload.h"
 
 
@@ -104,6 +106,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       (void *) ngx_http_pyexec_gather_handler },
+
+    { ngx_string("pyexec_executions"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyexec_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) ngx_http_pyexec_executions_handler },
 
     { ngx_string("pyexec_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -308,6 +317,34 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pyexec_journal_time"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, journal_time),
+      NULL },
+
+    { ngx_string("pyexec_journal_execution_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, journal_execution_max),
+      NULL },
+
+    { ngx_string("pyexec_journal_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, journal_max),
+      NULL },
+
+    { ngx_string("pyexec_interrupt_on_disconnect"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, interrupt_on_disconnect),
+      NULL },
+
     { ngx_string("pyexec_json_max_depth"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -401,6 +438,10 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->memory_limit = NGX_CONF_UNSET;
     pmcf->session_registry = NGX_CONF_UNSET;
     pmcf->upload_replace = NGX_CONF_UNSET_UINT;
+    pmcf->journal_time = NGX_CONF_UNSET_MSEC;
+    pmcf->journal_execution_max = NGX_CONF_UNSET_SIZE;
+    pmcf->journal_max = NGX_CONF_UNSET_SIZE;
+    pmcf->interrupt_on_disconnect = NGX_CONF_UNSET;
 
     return pmcf;
 }
@@ -430,6 +471,17 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(pmcf->memory_limit, 0);
     ngx_conf_init_value(pmcf->session_registry, 8 * 1024 * 1024);
     ngx_conf_init_uint_value(pmcf->upload_replace, 1);
+    ngx_conf_init_msec_value(pmcf->journal_time, 600000);
+    ngx_conf_init_size_value(pmcf->journal_execution_max, 1024 * 1024);
+    ngx_conf_init_size_value(pmcf->journal_max, 64 * 1024 * 1024);
+    ngx_conf_init_value(pmcf->interrupt_on_disconnect, 0);
+
+    if (pmcf->journal_execution_max < 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pyexec_journal_execution_max\" must be at "
+                           "least 1k");
+        return NGX_CONF_ERROR;
+    }
 
     if (pmcf->io_thread_pool_name.data == NULL) {
         ngx_str_set(&pmcf->io_thread_pool_name, "default");
@@ -979,7 +1031,9 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_http_pyexec_session_init_process(cycle) != NGX_OK) {
+    if (ngx_http_pyexec_session_init_process(cycle) != NGX_OK
+        || ngx_http_pyexec_journal_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1083,4 +1137,5 @@ ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_pyexec_socket_exit_process();
     ngx_http_pyexec_session_exit_process();
+    ngx_http_pyexec_journal_exit_process();
 }

@@ -88,6 +88,22 @@ class _Capture(_TextSink):
 
 
 
+class _Streamed(_Capture):
+    """A cell's stdout or stderr: captured for the reply, and each write
+    sent on to the execution's journal as it happens (interp.c's emit(),
+    for a stream and for GET /executions/{id}/events)."""
+
+    def __init__(self, cap, kind):
+        super().__init__(cap)
+        self._kind = kind
+
+    def write(self, s):
+        n = _Capture.write(self, s)
+        if s:
+            _emit(self._kind, s, True)
+        return n
+
+
 class _Discard(_Capture):
     """Between cells: output of stray threads goes nowhere, never to nginx."""
 
@@ -125,6 +141,7 @@ def _in_cell():
 
 
 
+_emit = None            # interp.c's: an event of the running cell, journaled
 _cell_thread = None     # the interpreter thread, while a cell runs
 _cell_owner = None      # the running cell's session namespace
 _cell_streams = (_Discard(), _Discard())
@@ -512,6 +529,10 @@ class _Outputs:
         if best is None:
             best = next(iter(kept))
         self.items.append((best, kept[best], tuple(kept.items())))
+        if _emit is not None:
+            import json
+            _emit("display", json.dumps({"mime": best, "data": kept[best]}),
+                  False)
 
 # }}}
 # {{{ child processes that nobody waits for
@@ -837,8 +858,12 @@ def run(sess, src, cap):
      error_name, error, traceback, truncated, duration_ms, figures,
      plain_text, outputs, stdout_cut_bytes, stderr_cut_bytes); outputs are
     (mime, data, bundle pairs or None)."""
-    out = _Capture(cap)
-    err = _Capture(cap)
+    if _emit is not None:
+        out = _Streamed(cap, "stdout")
+        err = _Streamed(cap, "stderr")
+    else:
+        out = _Capture(cap)
+        err = _Capture(cap)
     outputs = _Outputs(cap)
     value = None
     has_value = False

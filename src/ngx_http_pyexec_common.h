@@ -67,6 +67,10 @@ typedef struct {
     ngx_uint_t                   upload_replace;
     ngx_str_t                    io_thread_pool_name;
     ngx_thread_pool_t           *io_thread_pool;
+    ngx_msec_t                   journal_time;
+    size_t                       journal_execution_max;
+    size_t                       journal_max;
+    ngx_flag_t                   interrupt_on_disconnect;
 } ngx_http_pyexec_main_conf_t;
 
 

@@ -12,11 +12,13 @@
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_handler.h"
 #include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_journal.h"
 #include "ngx_http_pyexec_json.h"
 #include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_reply.h"
 #include "ngx_http_pyexec_route.h"
 #include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_stream.h"
 #include "ngx_http_pyexec_task.h"
 
 
@@ -41,6 +43,11 @@ static ngx_int_t ngx_http_pyexec_session_task(ngx_http_request_t *r,
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
 static void ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t);
+static void ngx_http_pyexec_journal_reply(ngx_http_pyexec_task_t *t);
+static void ngx_http_pyexec_answered_done(ngx_http_pyexec_task_t *t);
+static ngx_int_t ngx_http_pyexec_answer_early(ngx_http_request_t *r,
+    ngx_http_pyexec_task_t *t, ngx_uint_t stream);
+static ngx_uint_t ngx_http_pyexec_wants_stream(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_no_interpreter(ngx_http_request_t *r);
@@ -54,6 +61,8 @@ static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_str_t  ngx_http_pyexec_deleted =
     ngx_string("{\"message\":\"Session deleted\"}");
 
+static ngx_str_t  ngx_http_pyexec_queue_full =
+    ngx_string("{\"detail\":\"interpreter queue full\"}");
 static ngx_str_t  ngx_http_pyexec_healthy =
     ngx_string("{\"status\":\"healthy\"}");
 
@@ -634,7 +643,7 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     u_char                        minted[NGX_HTTP_PYEXEC_UUID_LEN];
     ngx_int_t                     rc;
     ngx_str_t                     body, err, sid;
-    ngx_uint_t                    lost;
+    ngx_uint_t                    lost, stream;
     ngx_http_pyexec_task_t       *t;
     ngx_http_pyexec_request_t     req;
     ngx_http_pyexec_session_t    *s;
@@ -741,7 +750,27 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     t->lost = s->lost;
     ngx_http_pyexec_task_execution(t);
 
+    stream = req.stream || ngx_http_pyexec_wants_stream(r);
+
+    t->exec = ngx_http_pyexec_journal_start(t->execution_id,
+                                            t->execution_id_len, t->exec_id);
+
+    if (t->exec == NULL && (stream || req.async)) {
+        ngx_http_pyexec_finalize(r,
+            ngx_http_pyexec_send_detail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        "no memory for the execution's "
+                                        "journal"));
+        return;
+    }
+
     if (ngx_http_pyexec_task_post(t) != NGX_OK) {
+        if (t->exec) {
+            ngx_http_pyexec_journal_release(t->exec);
+            ngx_http_pyexec_journal_end(t->exec, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        ngx_http_pyexec_queue_full.data,
+                                        ngx_http_pyexec_queue_full.len);
+        }
+
         ngx_http_pyexec_finalize(r,
             ngx_http_pyexec_send_detail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                         "interpreter queue full"));
@@ -753,6 +782,159 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     s->pending++;
     ngx_http_pyexec_session_touch(s);
     ngx_http_pyexec_proc.executions++;
+
+    if (stream || req.async) {
+        (void) ngx_http_pyexec_answer_early(r, t, stream);
+    }
+}
+
+
+/*
+ * "async": 202 {"execution_id", "session_id"} now; "stream" (or Accept:
+ * text/event-stream): the events as they come.  Either way the answer
+ * goes out while the request stays blocked by its task (as a recycle's
+ * early answers do, task.c): the cell runs on, its result goes to the
+ * journal, and its completion (answered_done()) lets the request go.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_answer_early(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
+    ngx_uint_t stream)
+{
+    ngx_int_t               rc;
+    ngx_http_pyexec_json_t  j;
+
+    r->aio = 0;                     /* the task no longer holds the answer */
+
+    if (stream) {
+        t->streamed = 1;
+
+        if (ngx_http_pyexec_stream_start(r, t->exec, 0, 1) != NGX_OK) {
+            r->connection->error = 1;       /* completion: 499 */
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    t->detached = 1;
+    r->keepalive = 0;
+    r->main->count++;               /* released by answered_done() */
+
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        ngx_http_pyexec_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
+    }
+
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "execution_id", t->execution_id,
+                            t->execution_id_len);
+    ngx_http_pyexec_json_kv(&j, "session_id", t->session->id,
+                            t->session->id_len);
+    ngx_http_pyexec_json_map_close(&j);
+
+    rc = ngx_http_pyexec_send_json(r, NGX_HTTP_ACCEPTED, &j);
+    ngx_http_pyexec_finalize(r, rc);
+
+    return NGX_OK;
+}
+
+
+/* Accept: text/event-stream */
+
+static ngx_uint_t
+ngx_http_pyexec_wants_stream(ngx_http_request_t *r)
+{
+    ngx_table_elt_t   *h;
+    static ngx_str_t   accept = ngx_string("Accept");
+
+    h = ngx_http_pyexec_header(&r->headers_in.headers, &accept);
+
+    return h && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                                 (u_char *) "text/event-stream",
+                                 sizeof("text/event-stream") - 2) != NULL;
+}
+
+
+/* the end of a cell answered early: the stream ends, or the request goes */
+
+static void
+ngx_http_pyexec_answered_done(ngx_http_pyexec_task_t *t)
+{
+    if (t->streamed) {
+        ngx_http_pyexec_stream_end(t->r);
+
+    } else {
+        ngx_http_finalize_request(t->r, NGX_DONE);
+    }
+}
+
+
+/*
+ * The journal's copy of a cell's answer, whatever becomes of its request:
+ * the reply, or the error a request would get in its place.
+ */
+
+static void
+ngx_http_pyexec_journal_reply(ngx_http_pyexec_task_t *t)
+{
+    size_t                  len;
+    ngx_uint_t              status;
+    const char             *detail;
+    const u_char           *buf;
+    ngx_http_pyexec_json_t  j;
+
+    if (!t->abandoned && t->json.g && t->json.rc == yajl_gen_status_ok
+        && yajl_gen_get_buf(t->json.g, &buf, &len) == yajl_gen_status_ok)
+    {
+        ngx_http_pyexec_journal_end(t->exec, t->status, (u_char *) buf, len);
+        return;
+    }
+
+    if (t->abandoned) {
+        status = t->stuck ? NGX_HTTP_GATEWAY_TIME_OUT
+                          : NGX_HTTP_SERVICE_UNAVAILABLE;
+        detail = t->stuck ? "execution could not be stopped (stuck in C "
+                            "code); the worker restarted"
+                          : "the worker restarted (a cell was stuck in C "
+                            "code); this cell did not run";
+
+    } else if (t->status == NGX_HTTP_GONE || t->lost) {
+        status = NGX_HTTP_GONE;
+        detail = t->gone[0] ? (char *) t->gone
+                            : "session lost: worker restarted";
+
+    } else if (t->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        status = t->status;
+        detail = "Python interpreter unavailable";
+
+    } else {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        detail = "internal error running the code";
+    }
+
+    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+        ngx_http_pyexec_journal_end(t->exec, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                    (u_char *) "{}", 2);
+        return;
+    }
+
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_kv(&j, "detail", (u_char *) detail,
+                            ngx_strlen(detail));
+    ngx_http_pyexec_json_kv(&j, "execution_id", t->execution_id,
+                            t->execution_id_len);
+    ngx_http_pyexec_json_map_close(&j);
+
+    if (j.rc != yajl_gen_status_ok
+        || yajl_gen_get_buf(j.g, &buf, &len) != yajl_gen_status_ok)
+    {
+        buf = (u_char *) "{}";
+        len = 2;
+    }
+
+    ngx_http_pyexec_journal_end(t->exec, status, (u_char *) buf, len);
+    ngx_http_pyexec_json_free(&j);
 }
 
 
@@ -776,6 +958,10 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
 
     if (t->restore) {
         s->restore = 0;             /* tried, in the thread */
+    }
+
+    if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE && t->exec) {
+        ngx_http_pyexec_journal_reply(t);   /* whatever the request's fate */
     }
 
     if (!t->abandoned
@@ -821,8 +1007,17 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
             ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED);
     }
 
+    if (t->detached || t->streamed) {
+        ngx_http_pyexec_json_free(&t->json);
+        ngx_http_pyexec_session_release(s);
+        ngx_http_pyexec_answered_done(t);
+        ngx_http_pyexec_session_checkpoint_idle();
+        return;
+    }
+
     if (c->error || ngx_http_pyexec_terminated(r)) {
-        /* the client went away: the cell ran, its answer is dropped */
+        /* the client went away: the cell ran, its answer is in the
+         * journal (GET /executions/{id}) */
 
         ngx_http_pyexec_json_free(&t->json);
         ngx_http_pyexec_session_release(s);
@@ -869,6 +1064,11 @@ ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t)
 
     ngx_http_pyexec_session_remove(s);
     ngx_http_pyexec_session_release(s);
+
+    if (t->detached || t->streamed) {
+        ngx_http_pyexec_answered_done(t);
+        return;
+    }
 
     if (r->connection->error) {
         ngx_http_pyexec_finalize(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);

@@ -22,6 +22,7 @@
 #include "ngx_http_pyexec_bootstrap.h"
 #include "ngx_http_pyexec_child.h"
 #include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_journal.h"
 #include "ngx_http_pyexec_json.h"
 #include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
@@ -99,6 +100,7 @@ static void *ngx_http_pyexec_interp_watch(void *data);
 static void ngx_http_pyexec_interp_after(ngx_log_t *log);
 static void ngx_http_pyexec_interp_log_error(ngx_log_t *log,
     const char *what);
+static PyObject *ngx_http_pyexec_interp_emit(PyObject *self, PyObject *args);
 static PyObject *ngx_http_pyexec_interp_on_signal(PyObject *self,
     PyObject *args);
 static PyObject *ngx_http_pyexec_interp_enter(PyObject *self,
@@ -174,6 +176,7 @@ static volatile ngx_uint_t    ngx_http_pyexec_kill_stage;
 static ngx_uint_t             ngx_http_pyexec_raised;     /* stage raised */
 static ngx_uint_t             ngx_http_pyexec_traced;     /* stopper set */
 static ngx_uint_t             ngx_http_pyexec_disarmed;   /* cell is over */
+static ngx_http_pyexec_exec_t *ngx_http_pyexec_emit_exec;  /* its journal */
 static PyObject              *ngx_http_pyexec_cell_prefix; /* "<cell-" */
 static PyObject              *ngx_http_pyexec_user_dir;    /* data dir/ */
 
@@ -185,6 +188,7 @@ static PyMethodDef  ngx_http_pyexec_methods[] = {
     { "disarm", ngx_http_pyexec_interp_disarm, METH_NOARGS, NULL },
     { "stop_threads", ngx_http_pyexec_interp_stop_threads, METH_VARARGS,
       NULL },
+    { "emit", ngx_http_pyexec_interp_emit, METH_VARARGS, NULL },
     { NULL, NULL, 0, NULL }
 };
 
@@ -1430,7 +1434,7 @@ static ngx_int_t
 ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
 {
     PyObject  *mod, *dict, *code, *res, *setup, *handler, *enter, *leave,
-              *disarm, *stop;
+              *disarm, *stop, *emit;
 
     if (ngx_http_pyexec_master_tstate) {
         if (ngx_http_pyexec_interp_after_preload(log) != NGX_OK) {
@@ -1562,6 +1566,20 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     if (ngx_http_pyexec_cap == NULL) {
         goto failed;
     }
+
+    /* bootstrap.py's _emit(): a running cell's events to its journal */
+
+    emit = PyCFunction_New(&ngx_http_pyexec_methods[5], NULL);
+    if (emit == NULL) {
+        goto failed;
+    }
+
+    if (PyDict_SetItemString(dict, "_emit", emit) != 0) {
+        Py_DECREF(emit);
+        goto failed;
+    }
+
+    Py_DECREF(emit);
 
     /* the builtins as they are now, put back after any cell changes them */
 
@@ -1875,6 +1893,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     rss = ngx_http_pyexec_interp_rss();
     cpu = ngx_http_pyexec_interp_cpu_us();
     ngx_http_pyexec_running_seq = t->seq;
+    ngx_http_pyexec_emit_exec = t->exec;
     t->started_ms = ngx_http_pyexec_interp_now_ms();
     t->started_us = ngx_http_pyexec_interp_now_us();
     ngx_memory_barrier();
@@ -1897,6 +1916,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         ngx_http_pyexec_running_seq = 0;
     }
 
+    ngx_http_pyexec_emit_exec = NULL;
     ngx_http_pyexec_interp_untrace();      /* run() failed before disarm() */
 
     /*
@@ -2612,6 +2632,54 @@ ngx_http_pyexec_interp_interrupt(ngx_uint_t seq, ngx_uint_t reason,
     ngx_memory_barrier();
 
     (void) pthread_kill(ngx_http_pyexec_thread, NGX_HTTP_PYEXEC_SIGNAL);
+}
+
+
+/*
+ * interpreter thread: _emit(kind, data, text), an event of the running
+ * cell into its execution's journal (bootstrap.py's _Streamed, display())
+ */
+
+static PyObject *
+ngx_http_pyexec_interp_emit(PyObject *self, PyObject *args)
+{
+    int          text;
+    PyObject    *s, *b;
+    Py_ssize_t   len;
+    const char  *kind, *data;
+
+    if (!PyArg_ParseTuple(args, "sUp", &kind, &s, &text)) {
+        return NULL;
+    }
+
+    /* a child a cell fork()ed has a copy of the journal and of its lock */
+
+    if (ngx_http_pyexec_emit_exec == NULL || getpid() != ngx_pid) {
+        Py_RETURN_NONE;
+    }
+
+    b = NULL;
+    data = PyUnicode_AsUTF8AndSize(s, &len);
+
+    if (data == NULL) {
+        /* lone surrogates: as the reply's JSON shows them, replaced */
+        PyErr_Clear();
+
+        b = PyUnicode_AsEncodedString(s, "utf-8", "replace");
+        if (b == NULL) {
+            return NULL;
+        }
+
+        data = PyBytes_AS_STRING(b);
+        len = PyBytes_GET_SIZE(b);
+    }
+
+    ngx_http_pyexec_journal_emit(ngx_http_pyexec_emit_exec, kind,
+                                 (u_char *) data, (size_t) len, text);
+
+    Py_XDECREF(b);
+
+    Py_RETURN_NONE;
 }
 
 

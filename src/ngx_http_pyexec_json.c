@@ -22,7 +22,9 @@ typedef enum {
     NGX_HTTP_PYEXEC_KEY_OTHER = 0,
     NGX_HTTP_PYEXEC_KEY_CODE,
     NGX_HTTP_PYEXEC_KEY_SESSION_ID,
-    NGX_HTTP_PYEXEC_KEY_TIMEOUT
+    NGX_HTTP_PYEXEC_KEY_TIMEOUT,
+    NGX_HTTP_PYEXEC_KEY_STREAM,
+    NGX_HTTP_PYEXEC_KEY_ASYNC
 } ngx_http_pyexec_key_e;
 
 
@@ -39,7 +41,7 @@ typedef struct {
     ngx_uint_t                   depth;
     ngx_uint_t                   max_depth;
     ngx_http_pyexec_key_e        key;
-    ngx_http_pyexec_json_error_t errors[4];
+    ngx_http_pyexec_json_error_t errors[6];
     ngx_uint_t                   nerrors;
     unsigned                     root_seen:1;
     unsigned                     root_map:1;
@@ -256,7 +258,7 @@ static void
 ngx_http_pyexec_json_error(ngx_http_pyexec_json_ctx_t *ctx,
     const char *field, const char *msg, const char *type)
 {
-    if (ctx->nerrors < 4) {
+    if (ctx->nerrors < 6) {
         ctx->errors[ctx->nerrors].field = field;
         ctx->errors[ctx->nerrors].msg = msg;
         ctx->errors[ctx->nerrors].type = type;
@@ -308,6 +310,18 @@ ngx_http_pyexec_json_scalar(ngx_http_pyexec_json_ctx_t *ctx, const char *what)
                                    "type_error.float");
         break;
 
+    case NGX_HTTP_PYEXEC_KEY_STREAM:
+    case NGX_HTTP_PYEXEC_KEY_ASYNC:
+        if (what == NULL) {   /* null: false */
+            break;
+        }
+        ngx_http_pyexec_json_error(ctx,
+                                   ctx->key == NGX_HTTP_PYEXEC_KEY_STREAM
+                                   ? "stream" : "async",
+                                   "value could not be parsed to a boolean",
+                                   "type_error.bool");
+        break;
+
     default:
         break;
     }
@@ -328,6 +342,23 @@ ngx_http_pyexec_json_on_null(void *data)
 static int
 ngx_http_pyexec_json_on_boolean(void *data, int v)
 {
+    ngx_http_pyexec_json_ctx_t  *ctx = data;
+
+    if (ctx->root_map && ctx->depth == 1
+        && (ctx->key == NGX_HTTP_PYEXEC_KEY_STREAM
+            || ctx->key == NGX_HTTP_PYEXEC_KEY_ASYNC))
+    {
+        if (ctx->key == NGX_HTTP_PYEXEC_KEY_STREAM) {
+            ctx->req->stream = v ? 1 : 0;
+
+        } else {
+            ctx->req->async = v ? 1 : 0;
+        }
+
+        ctx->key = NGX_HTTP_PYEXEC_KEY_OTHER;
+        return 1;
+    }
+
     return ngx_http_pyexec_json_scalar(data, "boolean");
 }
 
@@ -405,6 +436,8 @@ ngx_http_pyexec_json_on_string(void *data, const unsigned char *s,
         break;
 
     case NGX_HTTP_PYEXEC_KEY_TIMEOUT:
+    case NGX_HTTP_PYEXEC_KEY_STREAM:
+    case NGX_HTTP_PYEXEC_KEY_ASYNC:
         return ngx_http_pyexec_json_scalar(ctx, "string");
 
     default:
@@ -486,6 +519,12 @@ ngx_http_pyexec_json_on_key(void *data, const unsigned char *s, size_t len)
 
     } else if (len == 7 && ngx_strncmp(s, "timeout", 7) == 0) {
         ctx->key = NGX_HTTP_PYEXEC_KEY_TIMEOUT;
+
+    } else if (len == 6 && ngx_strncmp(s, "stream", 6) == 0) {
+        ctx->key = NGX_HTTP_PYEXEC_KEY_STREAM;
+
+    } else if (len == 5 && ngx_strncmp(s, "async", 5) == 0) {
+        ctx->key = NGX_HTTP_PYEXEC_KEY_ASYNC;
 
     } else {
         ctx->key = NGX_HTTP_PYEXEC_KEY_OTHER;

@@ -20,6 +20,8 @@ typedef struct {
     unsigned                     has_code:1;
     unsigned                     has_session_id:1;
     unsigned                     has_timeout:1;
+    unsigned                     stream:1;    /* "stream": true */
+    unsigned                     async:1;     /* "async": true */
 } ngx_http_pyexec_request_t;
 
 

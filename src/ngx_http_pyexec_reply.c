@@ -82,6 +82,28 @@ ngx_http_pyexec_add_header(ngx_http_request_t *r, ngx_str_t *key,
 }
 
 
+/* "X-Pyexec-Worker: <worker>/<pid>" on the answer about to be sent */
+
+ngx_int_t
+ngx_http_pyexec_worker_header(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(h, sizeof(ngx_table_elt_t));   /* h->next since 1.23.0 */
+
+    h->hash = 1;
+    h->key = ngx_http_pyexec_x_worker;
+    h->value = *ngx_http_pyexec_worker_name();
+
+    return NGX_OK;
+}
+
+
 /* a header of a list (headers_in, headers_out) by name, or NULL */
 
 ngx_table_elt_t *
@@ -256,10 +278,9 @@ ngx_int_t
 ngx_http_pyexec_send_type(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = body->len;
@@ -267,14 +288,9 @@ ngx_http_pyexec_send_type(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_pyexec_worker_header(r) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    h->hash = 1;
-    h->key = ngx_http_pyexec_x_worker;
-    h->value = *ngx_http_pyexec_worker_name();
 
     if (body->len == 0) {
         r->header_only = 1;

@@ -22,6 +22,7 @@ ngx_int_t ngx_http_pyexec_send_detail(ngx_http_request_t *r,
     ngx_uint_t status, const char *detail);
 ngx_int_t ngx_http_pyexec_retry_after(ngx_http_request_t *r,
     ngx_uint_t secs);
+ngx_int_t ngx_http_pyexec_worker_header(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_add_header(ngx_http_request_t *r, ngx_str_t *key,
     u_char *value, size_t len);
 ngx_table_elt_t *ngx_http_pyexec_header(ngx_list_t *headers,

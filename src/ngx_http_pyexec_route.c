@@ -42,6 +42,8 @@ static ngx_int_t ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     ngx_http_pyexec_ctx_t **ctxp);
 static ngx_int_t ngx_http_pyexec_route_body_id(ngx_http_request_t *r,
     ngx_str_t *id);
+static ngx_int_t ngx_http_pyexec_route_exec_id(ngx_http_request_t *r,
+    ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_variable_session(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_pyexec_variable_worker(ngx_http_request_t *r,
@@ -187,6 +189,10 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
+        rc = ngx_http_pyexec_route_exec_id(r, &ctx->id);
+    }
+
+    if (rc == NGX_DECLINED) {
         p = ngx_pnalloc(r->pool, NGX_HTTP_PYEXEC_UUID_LEN);
         if (p == NULL) {
             return NGX_ERROR;
@@ -204,6 +210,41 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     }
 
     ctx->resolved = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * /executions/{execution_id}[/events]: the session its id names (after
+ * "<16 hex digits>."), so that it goes where the session's cells went.
+ */
+
+static ngx_int_t
+ngx_http_pyexec_route_exec_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_int_t   rc;
+    ngx_str_t   executions = ngx_string("/executions");
+
+    rc = ngx_http_pyexec_route_path_id(r, &executions, id, NULL);
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_ERROR : NGX_DECLINED;
+    }
+
+    if (id->len > 7
+        && ngx_strncmp(id->data + id->len - 7, "/events", 7) == 0)
+    {
+        id->len -= 7;
+    }
+
+    if (id->len < 18 || id->data[16] != '.'
+        || id->len - 17 > NGX_HTTP_PYEXEC_SESSION_ID_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    id->data += 17;
+    id->len -= 17;
 
     return NGX_OK;
 }

@@ -22,6 +22,12 @@
 #include <unistd.h>
 
 
+/* the first half of every execution_id of this process, drawn once */
+
+static uint32_t    ngx_http_pyexec_execution_base;
+static ngx_uint_t  ngx_http_pyexec_execution_drawn;
+
+
 /* "termination": {"reason"}, by ngx_http_pyexec_end_e */
 
 const char  *ngx_http_pyexec_task_reasons[] = {
@@ -86,20 +92,40 @@ ngx_http_pyexec_task_alloc(ngx_pool_t *pool)
 void
 ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t)
 {
-    u_char             *p;
-    static uint32_t     base;
-    static ngx_uint_t   drawn;
+    u_char  *p;
 
-    if (!drawn) {
-        ngx_http_pyexec_random((u_char *) &base, sizeof(base));
-        drawn = 1;
+    if (!ngx_http_pyexec_execution_drawn) {
+        ngx_http_pyexec_random((u_char *) &ngx_http_pyexec_execution_base,
+                               sizeof(uint32_t));
+        ngx_http_pyexec_execution_drawn = 1;
     }
 
-    t->exec_id = ((uint64_t) base << 32) | (uint32_t) t->seq;
+    t->exec_id = ((uint64_t) ngx_http_pyexec_execution_base << 32)
+                 | (uint32_t) t->seq;
 
     p = ngx_sprintf(t->execution_id, "%016xL.", t->exec_id);
     p = ngx_cpymem(p, t->session->id, t->session->id_len);
     t->execution_id_len = p - t->execution_id;
+}
+
+
+/* an execution id this worker process gave out (its journal may be gone) */
+
+ngx_uint_t
+ngx_http_pyexec_task_execution_past(u_char *id, size_t len)
+{
+    ngx_int_t  hi, seq;
+
+    if (len < 18 || id[16] != '.' || !ngx_http_pyexec_execution_drawn) {
+        return 0;
+    }
+
+    hi = ngx_hextoi(id, 8);
+    seq = ngx_hextoi(id + 8, 8);
+
+    return hi != NGX_ERROR && seq != NGX_ERROR
+           && (uint32_t) hi == ngx_http_pyexec_execution_base
+           && seq > 0 && (ngx_uint_t) seq <= ngx_http_pyexec_proc.seq;
 }
 
 
@@ -299,6 +325,7 @@ ngx_http_pyexec_task_event(ngx_event_t *ev)
     }
 
     ngx_queue_remove(&t->queue);
+    ngx_http_pyexec_journal_release(t->exec);   /* the thread let go */
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
         ngx_http_pyexec_proc.cells--;

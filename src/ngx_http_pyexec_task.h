@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_journal.h"
 #include "ngx_http_pyexec_json.h"
 #include "ngx_http_pyexec_session.h"
 
@@ -69,6 +70,7 @@ struct ngx_http_pyexec_task_s {
     ngx_uint_t                   execution_count;
     ngx_msec_t                   timeout;
     uint64_t                     exec_id;     /* its first 16 hex digits */
+    ngx_http_pyexec_exec_t      *exec;        /* its journal, or NULL */
     uint64_t                     posted_us;   /* monotonic */
     size_t                       execution_id_len;
     u_char                       execution_id[NGX_HTTP_PYEXEC_EXEC_ID_MAX];
@@ -103,6 +105,8 @@ struct ngx_http_pyexec_task_s {
     unsigned                     stuck:1;     /* ran past its kill grace */
     unsigned                     abandoned:1; /* answered; still blocked */
     unsigned                     shut:1;      /* its write side shut down */
+    unsigned                     detached:1;  /* "async": answered 202 */
+    unsigned                     streamed:1;  /* answered with its events */
 };
 
 
@@ -114,6 +118,7 @@ ngx_http_pyexec_task_t *ngx_http_pyexec_task_running(
 ngx_uint_t ngx_http_pyexec_task_interrupt(ngx_http_pyexec_session_t *s);
 ngx_uint_t ngx_http_pyexec_task_recycling(void);
 void ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t);
+ngx_uint_t ngx_http_pyexec_task_execution_past(u_char *id, size_t len);
 void ngx_http_pyexec_task_last_execution(ngx_http_pyexec_json_t *j,
     ngx_http_pyexec_session_t *s);
 void ngx_http_pyexec_task_termination(ngx_http_pyexec_json_t *j,
