@@ -48,6 +48,7 @@ static void ngx_http_pyexec_answered_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_answer_early(ngx_http_request_t *r,
     ngx_http_pyexec_task_t *t, ngx_uint_t stream);
 static ngx_uint_t ngx_http_pyexec_wants_stream(ngx_http_request_t *r);
+static void ngx_http_pyexec_disconnect(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_no_interpreter(ngx_http_request_t *r);
@@ -131,6 +132,15 @@ ngx_http_pyexec_status_handler(ngx_http_request_t *r)
     ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.cells);
     ngx_http_pyexec_json_key(&j, "rss_bytes");
     ngx_http_pyexec_json_int(&j, ngx_http_pyexec_interp_rss());
+    ngx_http_pyexec_json_key(&j, "journal");
+    ngx_http_pyexec_json_map_open(&j);
+    ngx_http_pyexec_json_key(&j, "executions");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_journal_count());
+    ngx_http_pyexec_json_key(&j, "bytes");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_journal_bytes());
+    ngx_http_pyexec_json_key(&j, "max_bytes");
+    ngx_http_pyexec_json_int(&j, ngx_http_pyexec_proc.pmcf->journal_max);
+    ngx_http_pyexec_json_map_close(&j);
     ngx_http_pyexec_status_activity(&j);
     ngx_http_pyexec_json_map_close(&j);
 
@@ -780,11 +790,35 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
     s->execution_count++;
     s->refs++;
     s->pending++;
+    s->last_exec = t->exec_id;      /* its latest, running or not */
     ngx_http_pyexec_session_touch(s);
     ngx_http_pyexec_proc.executions++;
 
+    if (pmcf->interrupt_on_disconnect && !req.async) {
+        r->read_event_handler = ngx_http_pyexec_disconnect;
+    }
+
     if (stream || req.async) {
         (void) ngx_http_pyexec_answer_early(r, t, stream);
+    }
+}
+
+
+/*
+ * pyexec_interrupt_on_disconnect on: a client that closes its connection
+ * while its cell runs interrupts it (as POST .../interrupt does); off, the
+ * cell runs on and its reply waits in the journal.
+ */
+
+static void
+ngx_http_pyexec_disconnect(ngx_http_request_t *r)
+{
+    ngx_http_test_reading(r);
+
+    if (r->connection->error && ngx_http_pyexec_task_cancel(r)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pyexec: the client went away: its cell is stopped "
+                      "(pyexec_interrupt_on_disconnect)");
     }
 }
 
@@ -907,6 +941,11 @@ ngx_http_pyexec_journal_reply(ngx_http_pyexec_task_t *t)
     } else if (t->status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         status = t->status;
         detail = "Python interpreter unavailable";
+
+    } else if (t->status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        status = t->status;
+        detail = "not run: its client went away before it started "
+                 "(pyexec_interrupt_on_disconnect)";
 
     } else {
         status = NGX_HTTP_INTERNAL_SERVER_ERROR;

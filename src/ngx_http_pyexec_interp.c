@@ -1635,6 +1635,14 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         return;
     }
 
+    if (t->cancelled) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "pyexec cell %ui not run: its client went away",
+                       t->seq);
+        t->status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        return;
+    }
+
     if (ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE
         && t->op == NGX_HTTP_PYEXEC_OP_EXECUTE)
     {

@@ -13,6 +13,7 @@
 
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_interp.h"
+#include "ngx_http_pyexec_journal.h"
 #include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_reply.h"
@@ -22,7 +23,7 @@
 
 
 #define NGX_HTTP_PYEXEC_METRICS_MAX  (64 * 1024)   /* one worker's text */
-#define NGX_HTTP_PYEXEC_PLAIN        16            /* one-sample families */
+#define NGX_HTTP_PYEXEC_PLAIN        18            /* one-sample families */
 
 
 static void ngx_http_pyexec_metrics_observe(ngx_http_pyexec_histogram_t *h,
@@ -124,7 +125,6 @@ ngx_http_pyexec_metrics_cell(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
         ngx_http_pyexec_metrics.output_bytes += t->output_bytes;
     }
 
-    t->session->last_exec = t->exec_id;
     t->session->last_ms = (uint32_t) ngx_min(wall / 1000, 0xffffffff);
 
     if (r->connection->error || r->header_sent) {
@@ -243,7 +243,13 @@ ngx_http_pyexec_metrics_handler(ngx_http_request_t *r)
           "Processes that have held this worker's slot (start, reload, "
           "restart after a crash or a recycle).", 0 },
         { "pyexec_worker_warm", "gauge",
-          "1 once pyexec_session_init's imports are done.", 0 }
+          "1 once pyexec_session_init's imports are done.", 0 },
+        { "pyexec_journal_executions", "gauge",
+          "Executions in the worker's journal (running, or ended less than "
+          "pyexec_journal_time ago).", 0 },
+        { "pyexec_journal_bytes", "gauge",
+          "Bytes the journal holds (events, replies), at most "
+          "pyexec_journal_max but for running cells.", 0 }
     };
 
     rc = ngx_http_pyexec_get_only(r);
@@ -297,6 +303,8 @@ ngx_http_pyexec_metrics_handler(ngx_http_request_t *r)
     vals[13] = mi.uordblks + mi.hblkhd;
     vals[14] = ngx_http_pyexec_placement_starts();
     vals[15] = ngx_http_pyexec_proc.warm ? 1 : 0;
+    vals[16] = ngx_http_pyexec_journal_count();
+    vals[17] = ngx_http_pyexec_journal_bytes();
 
     for (i = 0; i < NGX_HTTP_PYEXEC_PLAIN; i++) {
         p = ngx_http_pyexec_metrics_family(p, last, plain[i].name,

@@ -27,8 +27,8 @@ struct ngx_http_pyexec_session_s {
     ngx_pid_t                    ckpt_pid;    /* its checkpoint's writer */
     uint32_t                     ckpt_cost;   /* its CPU, ms */
     uint64_t                     ckpt_at;     /* when it was forked, ms */
-    uint64_t                     last_exec;   /* its last cell's exec_id */
-    uint32_t                     last_ms;     /* its last cell's wall time */
+    uint64_t                     last_exec;   /* its latest cell's exec_id */
+    uint32_t                     last_ms;     /* its last ended cell's, ms */
     unsigned                     in_table:1;
     unsigned                     dirty:1;     /* changed since checkpoint */
     unsigned                     checkpointing:1;

@@ -223,6 +223,41 @@ ngx_http_pyexec_task_running(ngx_http_pyexec_session_t *s)
 }
 
 
+/*
+ * The cell of request r, whose client went away: interrupted if it runs,
+ * never started if it waits (interp_run() skips it).  1: there was one.
+ */
+
+ngx_uint_t
+ngx_http_pyexec_task_cancel(ngx_http_request_t *r)
+{
+    ngx_queue_t             *q;
+    ngx_http_pyexec_task_t  *t;
+
+    for (q = ngx_queue_head(&ngx_http_pyexec_tasks);
+         q != ngx_queue_sentinel(&ngx_http_pyexec_tasks);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_http_pyexec_task_t, queue);
+
+        if (t->r != r || t->op != NGX_HTTP_PYEXEC_OP_EXECUTE) {
+            continue;
+        }
+
+        t->cancelled = 1;
+        ngx_memory_barrier();
+
+        if (t->started_ms && !t->finished) {
+            (void) ngx_http_pyexec_task_interrupt(t->session);
+        }
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
 /* no request task in flight: a checkpoint cannot delay a queued cell */
 
 ngx_uint_t

@@ -84,6 +84,7 @@ struct ngx_http_pyexec_task_s {
     ngx_int_t                    end;         /* END_*, -1: no reply */
     uint64_t                     output_bytes; /* stdout + stderr */
     volatile ngx_uint_t          finished;
+    volatile ngx_uint_t          cancelled;   /* its client went away */
     ngx_http_pyexec_json_t       json;        /* response; json.g NULL: none */
     ngx_int_t                    status;
     void                        *restored;    /* lost names (Python list) */
@@ -116,6 +117,7 @@ ngx_uint_t ngx_http_pyexec_task_idle(void);
 ngx_http_pyexec_task_t *ngx_http_pyexec_task_running(
     ngx_http_pyexec_session_t *s);
 ngx_uint_t ngx_http_pyexec_task_interrupt(ngx_http_pyexec_session_t *s);
+ngx_uint_t ngx_http_pyexec_task_cancel(ngx_http_request_t *r);
 ngx_uint_t ngx_http_pyexec_task_recycling(void);
 void ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t);
 ngx_uint_t ngx_http_pyexec_task_execution_past(u_char *id, size_t len);

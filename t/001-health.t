@@ -89,7 +89,7 @@ ERROR: AddressSanitizer
 --- request
 GET /status
 --- response_body_like chomp
-^\{"status":"healthy","worker":0,"pid":\d+,"python":"3\.11\.\d+","sessions":0,"uptime_s":\d+,"executions":0,"timeouts":0,"interpreter_ready":(true|false),"warm":(true|false),"cells_in_flight":0,"rss_bytes":\d+,"running":null,"busiest":\[\]\}$
+^\{"status":"healthy","worker":0,"pid":\d+,"python":"3\.11\.\d+","sessions":0,"uptime_s":\d+,"executions":0,"timeouts":0,"interpreter_ready":(true|false),"warm":(true|false),"cells_in_flight":0,"rss_bytes":\d+,"journal":\{"executions":0,"bytes":0,"max_bytes":\d+\},"running":null,"busiest":\[\]\}$
 --- no_error_log
 [error]
 [alert]
