@@ -8,6 +8,7 @@ Prints TAP-ish lines "ok ..."/"not ok ..."; exits 1 on any failure."""
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import jsonschema
@@ -107,6 +108,16 @@ calls = [
      b"", None, "example"),
     ("/sessions/{session_id}/interrupt", "post",
      "/sessions/no-such/interrupt", b"", None, "unknown"),
+    ("/execute", "post", "/execute",
+     {"code": "print(1)", "session_id": "demo", "stream": True}, None,
+     "stream"),
+    ("/execute", "post", "/execute",
+     {"code": "z = 3", "session_id": "demo", "async": True}, None, "async"),
+    ("/executions/{execution_id}", "get", "EXEC", None, None, "example"),
+    ("/executions/{execution_id}/events", "get", "EXEC/events", None, None,
+     "example"),
+    ("/executions/{execution_id}", "get", "/executions/0123456789abcdef.demo",
+     None, None, "unknown"),
     ("/sessions/{session_id}", "delete", "/sessions/demo", None, None,
      "example"),
     # errors
@@ -133,11 +144,19 @@ calls = [
 ]
 
 covered = set()
+execution = None        # the last reply's execution_id, for EXEC urls
 for op_path, method, url, body, ctype, why, *actual in calls:
     m = actual[0] if actual else method.upper()
     if body is not None and not isinstance(body, bytes):
         body = json.dumps(body).encode()
+    if url.startswith("EXEC"):
+        url = "/executions/" + urllib.parse.quote(execution, safe="") + url[4:]
     status, rtype, rbody = call(m, url, body, ctype or "application/json")
+    if rtype.startswith("application/json"):
+        try:
+            execution = json.loads(rbody).get("execution_id") or execution
+        except (ValueError, AttributeError):
+            pass
     check(op_path, method, status, rtype, rbody, why)
     if why == "example":
         covered.add((op_path, method))
