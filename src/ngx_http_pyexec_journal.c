@@ -55,6 +55,7 @@ ngx_http_pyexec_journal_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&ngx_http_pyexec_journal_queue);
 
     ngx_http_pyexec_journal_timer.handler = ngx_http_pyexec_journal_expire;
+    ngx_http_pyexec_journal_timer.data = &ngx_http_pyexec_journal_queue;
     ngx_http_pyexec_journal_timer.log = cycle->log;
     ngx_http_pyexec_journal_timer.cancelable = 1;
     ngx_http_pyexec_journal_ready = 1;
@@ -506,11 +507,15 @@ ngx_http_pyexec_journal_expire(ngx_event_t *ev)
         next = ngx_queue_next(q);
         e = ngx_queue_data(q, ngx_http_pyexec_exec_t, queue);
 
-        if (!e->running && !e->thread && e->watchers == 0
-            && ngx_current_msec - e->ended >= keep)
-        {
-            ngx_http_pyexec_journal_free(e);
+        if (e->running || e->thread || e->watchers) {
+            continue;
         }
+
+        if (ngx_current_msec - e->ended < keep) {
+            break;      /* roughly in the order they ended: the rest later */
+        }
+
+        ngx_http_pyexec_journal_free(e);
     }
 
     if (!ngx_queue_empty(&ngx_http_pyexec_journal_queue) && !ngx_exiting) {
