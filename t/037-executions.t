@@ -113,6 +113,17 @@ $st = sse_open($ng, 'POST', '/execute', $json->encode({ code => "print('hi')\n1 
 is(join(' ', map { $_->{event} } @ev), 'stdout result', 'Accept: text/event-stream streams too');
 is($ev[-1]{json}{result}, 'hi', '... the reply in its result event');
 
+# display() outputs are events too, in the order the cell made them
+$st = sse_open($ng, 'POST', '/execute',
+               $json->encode({ code => "import pandas as pd\nprint('before')\ndisplay(pd.DataFrame({'a': [1, 2]}))\nprint('after')",
+                               session_id => $sid, stream => JSON::PP::true }),
+               { 'Content-Type' => 'application/json' });
+@ev = sse_all($st, 30);
+is(join(' ', map { $_->{event} } @ev), 'stdout display stdout result',
+   'a display() between two prints: stdout, display, stdout, result');
+is($ev[1]{json}{mime}, 'text/html', '... the display event holds the richest type');
+like($ev[1]{json}{data} // '', qr/<table/, '... and its data (the DataFrame\'s HTML)');
+
 # a client that drops after the first event and comes back with Last-Event-ID
 my $slow = "import sys, time\nfor i in range(5):\n    print('line', i)\n    time.sleep(0.4)\nprint('to stderr', file=sys.stderr)\n42";
 $st = sse_open($ng, 'POST', '/execute',
