@@ -43,7 +43,7 @@ static ngx_int_t ngx_http_pyexec_session_task(ngx_http_request_t *r,
 static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
 static void ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t);
-static void ngx_http_pyexec_journal_reply(ngx_http_pyexec_task_t *t);
+static void ngx_http_pyexec_journal_answer(ngx_http_pyexec_task_t *t);
 static void ngx_http_pyexec_answered_done(ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_answer_early(ngx_http_request_t *r,
     ngx_http_pyexec_task_t *t, ngx_uint_t stream);
@@ -910,18 +910,16 @@ ngx_http_pyexec_answered_done(ngx_http_pyexec_task_t *t)
  */
 
 static void
-ngx_http_pyexec_journal_reply(ngx_http_pyexec_task_t *t)
+ngx_http_pyexec_journal_answer(ngx_http_pyexec_task_t *t)
 {
-    size_t                  len;
+    ngx_str_t               text;
     ngx_uint_t              status;
     const char             *detail;
-    const u_char           *buf;
     ngx_http_pyexec_json_t  j;
 
-    if (!t->abandoned && t->json.g && t->json.rc == yajl_gen_status_ok
-        && yajl_gen_get_buf(t->json.g, &buf, &len) == yajl_gen_status_ok)
+    if (!t->abandoned && ngx_http_pyexec_json_text(&t->json, &text) == NGX_OK)
     {
-        ngx_http_pyexec_journal_end(t->exec, t->status, (u_char *) buf, len);
+        ngx_http_pyexec_journal_end(t->exec, t->status, text.data, text.len);
         return;
     }
 
@@ -965,14 +963,11 @@ ngx_http_pyexec_journal_reply(ngx_http_pyexec_task_t *t)
                             t->execution_id_len);
     ngx_http_pyexec_json_map_close(&j);
 
-    if (j.rc != yajl_gen_status_ok
-        || yajl_gen_get_buf(j.g, &buf, &len) != yajl_gen_status_ok)
-    {
-        buf = (u_char *) "{}";
-        len = 2;
+    if (ngx_http_pyexec_json_text(&j, &text) != NGX_OK) {
+        ngx_str_set(&text, "{}");
     }
 
-    ngx_http_pyexec_journal_end(t->exec, status, (u_char *) buf, len);
+    ngx_http_pyexec_journal_end(t->exec, status, text.data, text.len);
     ngx_http_pyexec_json_free(&j);
 }
 
@@ -1000,7 +995,7 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
     }
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE && t->exec) {
-        ngx_http_pyexec_journal_reply(t);   /* whatever the request's fate */
+        ngx_http_pyexec_journal_answer(t);  /* whatever the request's fate */
     }
 
     if (!t->abandoned

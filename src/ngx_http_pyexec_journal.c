@@ -113,22 +113,21 @@ void
 ngx_http_pyexec_journal_end(ngx_http_pyexec_exec_t *e, ngx_uint_t status,
     u_char *reply, size_t len)
 {
+    ngx_int_t                     rc;
     ngx_http_pyexec_main_conf_t  *pmcf = ngx_http_pyexec_proc.pmcf;
-
-    e->reply = ngx_alloc(len ? len : 1, ngx_cycle->log);
-
-    if (e->reply) {
-        ngx_memcpy(e->reply, reply, len);
-        e->reply_len = len;
-        (void) __atomic_add_fetch(&ngx_http_pyexec_journal_total, len,
-                                  __ATOMIC_RELAXED);
-    }
 
     e->status = status;
 
+    /* the reply is the result event's data: kept once, served from there */
+
     (void) pthread_mutex_lock(&ngx_http_pyexec_journal_lock);
-    (void) ngx_http_pyexec_journal_append(e, "result", reply, len, 0, 1);
+    rc = ngx_http_pyexec_journal_append(e, "result", reply, len, 0, 1);
     (void) pthread_mutex_unlock(&ngx_http_pyexec_journal_lock);
+
+    if (rc == NGX_OK) {
+        e->reply = e->len - (sizeof("\n\n") - 1) - len;
+        e->reply_len = len;
+    }
 
     e->running = 0;
     e->ended = ngx_current_msec;
@@ -234,8 +233,7 @@ ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e, const char *kind,
     }
 
     if (e->len + need > e->size) {
-        size = ngx_max(e->size * 2, e->len + need);
-        size = ngx_max(size, 512);
+        size = e->size ? ngx_max(e->size * 2, e->len + need) : need;
 
         events = realloc(e->events, size);
         if (events == NULL) {
@@ -249,7 +247,7 @@ ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e, const char *kind,
     }
 
     if (e->nevents == e->nstarts) {
-        k = ngx_max(e->nstarts * 2, 8);
+        k = e->nstarts ? e->nstarts * 2 : 2;
 
         starts = realloc(e->starts, k * sizeof(size_t));
         if (starts == NULL) {
@@ -433,6 +431,22 @@ ngx_http_pyexec_journal_after(ngx_http_pyexec_exec_t *e,
 }
 
 
+/* an ended execution's reply (NGX_DECLINED: none kept, no memory) */
+
+ngx_int_t
+ngx_http_pyexec_journal_reply(ngx_http_pyexec_exec_t *e, ngx_str_t *reply)
+{
+    if (e->running || e->reply_len == 0) {
+        return NGX_DECLINED;
+    }
+
+    reply->data = e->events + e->reply;
+    reply->len = e->reply_len;
+
+    return NGX_OK;
+}
+
+
 size_t
 ngx_http_pyexec_journal_bytes(void)
 {
@@ -455,14 +469,12 @@ ngx_http_pyexec_journal_free(ngx_http_pyexec_exec_t *e)
 
     (void) __atomic_sub_fetch(&ngx_http_pyexec_journal_total,
                               sizeof(ngx_http_pyexec_exec_t) + e->id_len
-                              + e->size + e->nstarts * sizeof(size_t)
-                              + (e->reply ? e->reply_len : 0),
+                              + e->size + e->nstarts * sizeof(size_t),
                               __ATOMIC_RELAXED);
     ngx_http_pyexec_journal_n--;
 
     free(e->events);
     free(e->starts);
-    ngx_free(e->reply);
     ngx_free(e);
 }
 

@@ -35,7 +35,7 @@ struct ngx_http_pyexec_exec_s {
     unsigned                     running:1;
     unsigned                     thread:1;    /* the thread may touch it */
     ngx_uint_t                   status;      /* of the reply */
-    u_char                      *reply;
+    size_t                       reply;       /* its offset in events */
     size_t                       reply_len;
     ngx_msec_t                   ended;
     ngx_uint_t                   watchers;    /* streams that follow it */
@@ -56,6 +56,8 @@ size_t ngx_http_pyexec_journal_copy(ngx_http_pyexec_exec_t *e, size_t from,
     u_char *buf, size_t size);
 size_t ngx_http_pyexec_journal_after(ngx_http_pyexec_exec_t *e,
     ngx_uint_t last_event_id);
+ngx_int_t ngx_http_pyexec_journal_reply(ngx_http_pyexec_exec_t *e,
+    ngx_str_t *reply);
 size_t ngx_http_pyexec_journal_bytes(void);
 ngx_uint_t ngx_http_pyexec_journal_count(void);
 

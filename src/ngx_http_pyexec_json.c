@@ -736,6 +736,27 @@ ngx_http_pyexec_json_free(ngx_http_pyexec_json_t *j)
 }
 
 
+/* the document written so far, if every write succeeded (no copy) */
+
+ngx_int_t
+ngx_http_pyexec_json_text(ngx_http_pyexec_json_t *j, ngx_str_t *text)
+{
+    size_t         len;
+    const u_char  *buf;
+
+    if (j->g == NULL || j->rc != yajl_gen_status_ok
+        || yajl_gen_get_buf(j->g, &buf, &len) != yajl_gen_status_ok)
+    {
+        return NGX_ERROR;
+    }
+
+    text->data = (u_char *) buf;
+    text->len = len;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_pyexec_json_check(ngx_http_pyexec_json_t *j, yajl_gen_status rc,
     const char *call)

@@ -45,6 +45,8 @@ ngx_int_t ngx_http_pyexec_json_is_utf8(u_char *p, size_t len);
 
 ngx_int_t ngx_http_pyexec_json_init(ngx_http_pyexec_json_t *j);
 void ngx_http_pyexec_json_free(ngx_http_pyexec_json_t *j);
+ngx_int_t ngx_http_pyexec_json_text(ngx_http_pyexec_json_t *j,
+    ngx_str_t *text);
 void ngx_http_pyexec_json_map_open(ngx_http_pyexec_json_t *j);
 void ngx_http_pyexec_json_map_close(ngx_http_pyexec_json_t *j);
 void ngx_http_pyexec_json_array_open(ngx_http_pyexec_json_t *j);

@@ -480,8 +480,10 @@ ngx_http_pyexec_executions_handler(ngx_http_request_t *r)
         return ngx_http_pyexec_send_json(r, NGX_HTTP_ACCEPTED, &j);
     }
 
-    body.data = e->reply;
-    body.len = e->reply_len;
+    if (ngx_http_pyexec_journal_reply(e, &body) != NGX_OK) {
+        return ngx_http_pyexec_send_detail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "the reply could not be kept");
+    }
 
     return ngx_http_pyexec_send(r, e->status, &body);
 }

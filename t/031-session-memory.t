@@ -40,6 +40,9 @@ http {
     client_body_temp_path $root/body;
     keepalive_requests 100000;
     pyexec_session_max 20000;
+    # the journal of executions is a bounded cache of its own (t/037): kept
+    # small here, so that what grows is what the sessions hold
+    pyexec_journal_max 1m;
     server {
         listen 127.0.0.1:$port;
         location = /health { pyexec_health; }
