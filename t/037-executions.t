@@ -174,10 +174,16 @@ is($nst, 404, 'an unknown execution: 404');
 like($nbody, qr/"detail":"Execution not found/, '... saying so');
 
 # a client that goes away mid-cell loses nothing: the reply waits
-my $s = $ng->send_req('POST', '/execute', $json->encode({ code => "import time\ntime.sleep(1)\nleft = 'kept'\nleft", session_id => $sid }),
-                      { 'Content-Type' => 'application/json' });
-sleep 0.3;
-close $s;
+# a cell posted, then its client gone after $secs
+sub leave_mid_cell {
+    my ($ng, $sid, $code, $secs) = @_;
+    my $s = $ng->send_req('POST', '/execute', $json->encode({ code => $code, session_id => $sid }),
+                          { 'Content-Type' => 'application/json' });
+    sleep $secs;
+    close $s if $s;
+}
+
+leave_mid_cell($ng, $sid, "import time\ntime.sleep(1)\nleft = 'kept'\nleft", 0.3);
 my $info;
 for (1 .. 100) {
     sleep 0.1;
@@ -226,10 +232,7 @@ my $c2 = Pyexec::Cells->new(name => 'executions-bounds', port_offset => 25,
 $ng = $c2->ng;
 ok($c2->start, 'the shipped conf with interrupt on disconnect, a 2 s journal of 256 KB');
 my $sid2 = $c2->id_on(1, 'bounds');
-$s = $ng->send_req('POST', '/execute', $json->encode({ code => "import time\ntime.sleep(30)", session_id => $sid2 }),
-                   { 'Content-Type' => 'application/json' });
-sleep 0.5;
-close $s;
+leave_mid_cell($ng, $sid2, "import time\ntime.sleep(30)", 0.5);
 my $stopped;
 for (1 .. 100) {
     sleep 0.1;
