@@ -62,6 +62,8 @@ static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_str_t  ngx_http_pyexec_deleted =
     ngx_string("{\"message\":\"Session deleted\"}");
 
+static ngx_str_t  ngx_http_pyexec_x_execution_id =
+    ngx_string("X-Pyexec-Execution-Id");
 static ngx_str_t  ngx_http_pyexec_queue_full =
     ngx_string("{\"detail\":\"interpreter queue full\"}");
 static ngx_str_t  ngx_http_pyexec_healthy =
@@ -855,7 +857,11 @@ ngx_http_pyexec_answer_early(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
     r->keepalive = 0;
     r->main->count++;               /* released by answered_done() */
 
-    if (ngx_http_pyexec_json_init(&j) != NGX_OK) {
+    if (ngx_http_pyexec_add_header(r, &ngx_http_pyexec_x_execution_id,
+                                   t->execution_id, t->execution_id_len)
+        != NGX_OK
+        || ngx_http_pyexec_json_init(&j) != NGX_OK)
+    {
         ngx_http_pyexec_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return NGX_ERROR;
     }

@@ -151,10 +151,11 @@ my @whole = sse_all($again, 20);
 is(scalar @whole, scalar(@rest) + 1, 'without Last-Event-ID: the whole stream again');
 
 # "async": 202 at once, then poll
-my ($ast, $abody) = $ng->execute("import time\ntime.sleep(1.5)\nx = 6 * 7\nx", $sid, ', "async": true');
+my ($ast, $abody, $ah) = $ng->execute("import time\ntime.sleep(1.5)\nx = 6 * 7\nx", $sid, ', "async": true');
 my $a = eval { $json->decode($abody) } // {};
 is($ast, 202, '"async": true answers 202 at once');
 like($a->{execution_id} // '', qr/^[0-9a-f]{16}\.\Q$sid\E$/, '... with the execution_id');
+is($ah->{'x-pyexec-execution-id'}, $a->{execution_id}, '... also in X-Pyexec-Execution-Id');
 is($a->{session_id}, $sid, '... and the session_id');
 my ($pst, $pbody) = $ng->http('GET', "/executions/$a->{execution_id}");
 is($pst, 202, 'GET /executions/{id} while it runs: 202');
