@@ -55,7 +55,8 @@ ngx_http_pyexec_journal_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&ngx_http_pyexec_journal_queue);
 
     ngx_http_pyexec_journal_timer.handler = ngx_http_pyexec_journal_expire;
-    ngx_http_pyexec_journal_timer.data = &ngx_http_pyexec_journal_queue;
+    /* debug logs read a timer's data as a connection: something large */
+    ngx_http_pyexec_journal_timer.data = &ngx_http_pyexec_proc;
     ngx_http_pyexec_journal_timer.log = cycle->log;
     ngx_http_pyexec_journal_timer.cancelable = 1;
     ngx_http_pyexec_journal_ready = 1;
