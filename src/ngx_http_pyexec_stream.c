@@ -122,52 +122,32 @@ ngx_http_pyexec_stream_start(ngx_http_request_t *r, ngx_http_pyexec_exec_t *e,
 
 
 /*
- * The owner's cell ended (its result is in the journal): what is left is
- * sent, and the request finalized (nginx's writer finishes the sending).
+ * The owner's cell ended (its result is in the journal) and its request
+ * is no longer blocked: the stream goes on as any other, in buffers of
+ * NGX_HTTP_PYEXEC_STREAM_BUF, and finalizes the request after the result.
  */
 
 void
 ngx_http_pyexec_stream_end(ngx_http_request_t *r)
 {
-    size_t                    n;
-    ngx_int_t                 rc;
-    ngx_buf_t                *b;
-    ngx_chain_t               out;
     ngx_http_pyexec_watch_t  *w;
 
     w = ngx_http_pyexec_stream_watch(r);
 
-    if (w->tick.timer_set) {
-        ngx_del_timer(&w->tick);
-    }
-
     if (w->dropped || r->connection->error) {
+        if (w->tick.timer_set) {
+            ngx_del_timer(&w->tick);
+        }
+
         ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
         return;
     }
 
-    b = ngx_create_temp_buf(r->pool, ngx_max(w->exec->len - w->sent, 1));
-    if (b == NULL) {
+    w->owner = 0;
+
+    if (ngx_http_pyexec_stream_flush(w) == NGX_ERROR) {
         ngx_http_finalize_request(r, NGX_ERROR);
-        return;
     }
-
-    n = ngx_http_pyexec_journal_copy(w->exec, w->sent, b->pos,
-                                     w->exec->len - w->sent);
-    b->last = b->pos + n;
-    w->sent += n;
-    w->last = 1;
-
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-    b->flush = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    rc = ngx_http_output_filter(r, &out);
-
-    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -222,6 +202,7 @@ ngx_http_pyexec_stream_write(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_pyexec_stream_flush(ngx_http_pyexec_watch_t *w)
 {
+    off_t                      sent;
     size_t                     n;
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
@@ -238,20 +219,26 @@ ngx_http_pyexec_stream_flush(ngx_http_pyexec_watch_t *w)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
+    sent = c->sent;
+
     if (w->busy || c->buffered) {
         rc = ngx_http_output_filter(r, NULL);
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        ngx_chain_update_chains(r->pool, &w->free, &w->busy, NULL,
+        cl = NULL;
+        ngx_chain_update_chains(r->pool, &w->free, &w->busy, &cl,
                                 (ngx_buf_tag_t) ngx_http_pyexec_stream_start);
     }
 
     if (w->busy || c->buffered) {
-        /* the client is slow: the journal keeps the rest meanwhile */
+        /*
+         * the client is slow: the journal keeps the rest meanwhile; as
+         * nginx's send_timeout, the time between two writes that move
+         */
 
-        if (!c->write->timer_set) {
+        if (!c->write->timer_set || c->sent > sent) {
             ngx_add_timer(c->write, clcf->send_timeout);
         }
 

@@ -79,7 +79,8 @@ sub sse_all {
 # }}}
 
 my $c = Pyexec::Cells->new(name => 'executions', port_offset => 24,
-                           http_extra => 'send_timeout 2s;');
+                           http_extra => 'send_timeout 2s;',
+                           set => { pyexec_journal_execution_max => '32m' });
 my $ng = $c->ng;
 ok($c->start, 'the shipped nginx.conf starts with two workers');
 my $sid = $c->id_on(0, 'exec');
@@ -198,7 +199,7 @@ is($lst, 200, '... and its reply waits in the journal');
 is((eval { $json->decode($lbody) } // {})->{result}, 'kept', '... whole');
 
 # a reader that reads nothing: the cell is not slowed, the reader dropped
-my $flood = "s = 'x' * 1023\nfor i in range(6000):\n    print(s)\n'flooded'";
+my $flood = "s = 'x' * 1023\nfor i in range(20000):\n    print(s)\n'flooded'";
 my $mute = sse_open($ng, 'POST', '/execute', $json->encode({ code => $flood, session_id => $sid, stream => JSON::PP::true }),
                     { 'Content-Type' => 'application/json' });
 my $fid;
@@ -211,18 +212,21 @@ for (1 .. 100) {
 }
 my ($fst, $fbody) = $ng->http('GET', "/executions/$fid") if $fid;
 my $flooded = eval { $json->decode($fbody // '') } // {};
-is($flooded->{value}, "'flooded'", 'a stream nobody reads: its cell (6 MB of output) finished all the same');
-is($flooded->{usage}{stdout_bytes}, 6000 * 1024, '... having written all of it');
+is($flooded->{value}, "'flooded'", 'a stream nobody reads: its cell (20 MB of output) finished all the same');
+is($flooded->{usage}{stdout_bytes}, 20000 * 1024, '... having written all of it');
+sleep 4;                # past send_timeout (2 s) without reading
 my $read = 0;
 my $eof = 0;
-for (1 .. 200) {        # what the server still sends, then its close
+for (1 .. 400) {        # what the server still sends, then its close
     my $n = sysread($mute->{s}, my $buf, 1 << 20);
     if (defined $n && $n == 0) { $eof = 1; last }
     $read += $n if $n;
     sleep 0.05 unless $n;
 }
 ok($eof, 'the reader that took nothing is dropped (send_timeout)');
-cmp_ok($read, '<', 6000 * 1024, "... before it got the whole stream ($read bytes)");
+cmp_ok($read, '<', 20000 * 1024, "... before it got the whole stream ($read bytes)");
+like($ng->log_text(), qr/the client took nothing for send_timeout, dropped|client timed out/,
+     '... as the log says (the worker\'s stream, or the front\'s proxy)');
 
 $c->stop;
 
