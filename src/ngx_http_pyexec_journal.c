@@ -96,6 +96,8 @@ ngx_http_pyexec_journal_start(u_char *id, size_t len, uint64_t exec_id)
     e->node.key = (ngx_rbtree_key_t) exec_id;
     e->running = 1;
     e->thread = 1;
+    e->starts = e->start1;          /* a trivial cell's result: no malloc */
+    e->nstarts = 2;
 
     ngx_rbtree_insert(&ngx_http_pyexec_journal_tree, &e->node);
     ngx_queue_insert_tail(&ngx_http_pyexec_journal_queue, &e->queue);
@@ -248,16 +250,21 @@ ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e, const char *kind,
     }
 
     if (e->nevents == e->nstarts) {
-        k = e->nstarts ? e->nstarts * 2 : 2;
+        k = e->nstarts * 2;
 
-        starts = realloc(e->starts, k * sizeof(size_t));
+        starts = realloc(e->starts == e->start1 ? NULL : e->starts,
+                         k * sizeof(size_t));
         if (starts == NULL) {
             return NGX_ERROR;
         }
 
+        if (e->starts == e->start1) {
+            ngx_memcpy(starts, e->start1, sizeof(e->start1));
+        }
+
         (void) __atomic_add_fetch(&ngx_http_pyexec_journal_total,
-                                  (k - e->nstarts) * sizeof(size_t),
-                                  __ATOMIC_RELAXED);
+                                  (e->starts == e->start1 ? k : k - e->nstarts)
+                                  * sizeof(size_t), __ATOMIC_RELAXED);
         e->starts = starts;
         e->nstarts = k;
     }
@@ -470,12 +477,18 @@ ngx_http_pyexec_journal_free(ngx_http_pyexec_exec_t *e)
 
     (void) __atomic_sub_fetch(&ngx_http_pyexec_journal_total,
                               sizeof(ngx_http_pyexec_exec_t) + e->id_len
-                              + e->size + e->nstarts * sizeof(size_t),
+                              + e->size
+                              + (e->starts == e->start1
+                                 ? 0 : e->nstarts * sizeof(size_t)),
                               __ATOMIC_RELAXED);
     ngx_http_pyexec_journal_n--;
 
     free(e->events);
-    free(e->starts);
+
+    if (e->starts != e->start1) {
+        free(e->starts);
+    }
+
     ngx_free(e);
 }
 

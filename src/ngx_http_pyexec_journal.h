@@ -24,6 +24,7 @@ struct ngx_http_pyexec_exec_s {
     size_t                       len;
     size_t                       size;
     size_t                      *starts;      /* event n starts at [n - 1] */
+    size_t                       start1[2];   /* starts, while they fit */
     ngx_uint_t                   nevents;
     ngx_uint_t                   nstarts;     /* room in starts */
     size_t                       copied;      /* read by a stream so far */
