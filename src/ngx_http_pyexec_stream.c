@@ -443,6 +443,9 @@ ngx_http_pyexec_executions_handler(ngx_http_request_t *r)
                                                "event id of this stream");
         }
 
+        /* first: the stream of an ended cell may finalize r at once */
+        r->main->count++;
+
         if (ngx_http_pyexec_stream_start(r, e,
                 ngx_http_pyexec_journal_after(e, (ngx_uint_t) last), 0)
             != NGX_OK)
@@ -450,7 +453,6 @@ ngx_http_pyexec_executions_handler(ngx_http_request_t *r)
             return NGX_ERROR;
         }
 
-        r->main->count++;
         return NGX_DONE;
     }
 
