@@ -134,6 +134,11 @@ ngx_http_pyexec_stream_end(ngx_http_request_t *r)
 
     w = ngx_http_pyexec_stream_watch(r);
 
+    if (w == NULL) {                /* its start failed */
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
     if (w->dropped || r->connection->error) {
         if (w->tick.timer_set) {
             ngx_del_timer(&w->tick);
@@ -441,6 +446,13 @@ ngx_http_pyexec_executions_handler(ngx_http_request_t *r)
             return ngx_http_pyexec_send_detail(r, NGX_HTTP_BAD_REQUEST,
                                                "Last-Event-ID is not an "
                                                "event id of this stream");
+        }
+
+        if (r->method == NGX_HTTP_HEAD) {
+            r->headers_out.status = NGX_HTTP_OK;
+            r->headers_out.content_type = ngx_http_pyexec_sse;
+            r->headers_out.content_type_len = ngx_http_pyexec_sse.len;
+            return ngx_http_send_header(r);
         }
 
         /* first: the stream of an ended cell may finalize r at once */
