@@ -71,6 +71,7 @@ sub delta {
     return $y - $x;
 }
 
+ok(Pyexec::Shipped::wait_warm($ng), 'both workers warm (session_init imported)');
 my $a_sid = $c->id_on(0, 'metrics-a');
 my $b_sid = $c->id_on(1, 'metrics-b');
 
