@@ -27,9 +27,6 @@
 static ngx_int_t ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e,
     const char *kind, u_char *data, size_t len, ngx_uint_t text,
     ngx_uint_t always);
-static size_t ngx_http_pyexec_journal_escaped(u_char *data, size_t len);
-static u_char *ngx_http_pyexec_journal_escape(u_char *dst, u_char *data,
-    size_t len);
 static void ngx_http_pyexec_journal_free(ngx_http_pyexec_exec_t *e);
 static void ngx_http_pyexec_journal_trim(void);
 static void ngx_http_pyexec_journal_expire(ngx_event_t *ev);
@@ -190,7 +187,7 @@ ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e, const char *kind,
 
     need = sizeof("id: \nevent: \ndata: {\"text\":\"\"}\n\n") - 1
            + NGX_INT_T_LEN + ngx_strlen(kind)
-           + (text ? ngx_http_pyexec_journal_escaped(data, len) : len);
+           + len + (text ? ngx_escape_json(NULL, data, len) : 0);
 
     /*
      * a write of the same stream as the last event, which no stream has
@@ -202,11 +199,11 @@ ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e, const char *kind,
         && ngx_strcmp(e->last_kind, kind) == 0
         && e->starts[e->nevents - 1] >= e->copied)
     {
-        n = ngx_http_pyexec_journal_escaped(data, len);
+        n = len + ngx_escape_json(NULL, data, len);
 
         if (e->len + n <= max && e->len + n <= e->size) {
             p = e->events + e->len - (sizeof("\"}\n\n") - 1);
-            p = ngx_http_pyexec_journal_escape(p, data, len);
+            p = (u_char *) ngx_escape_json(p, data, len);
             p = ngx_cpymem(p, "\"}\n\n", sizeof("\"}\n\n") - 1);
             e->len = p - e->events;
             return NGX_OK;
@@ -276,7 +273,7 @@ ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e, const char *kind,
 
     if (text) {
         p = ngx_cpymem(p, "{\"text\":\"", sizeof("{\"text\":\"") - 1);
-        p = ngx_http_pyexec_journal_escape(p, data, len);
+        p = (u_char *) ngx_escape_json(p, data, len);
         p = ngx_cpymem(p, "\"}", 2);
 
     } else {
@@ -289,63 +286,6 @@ ngx_http_pyexec_journal_append(ngx_http_pyexec_exec_t *e, const char *kind,
     e->len = p - e->events;
 
     return NGX_OK;
-}
-
-
-/* a JSON string's body: '"', '\\' and control characters escaped */
-
-static size_t
-ngx_http_pyexec_journal_escaped(u_char *data, size_t len)
-{
-    size_t   n;
-    u_char  *last;
-
-    n = len;
-
-    for (last = data + len; data < last; data++) {
-        if (*data == '"' || *data == '\\' || *data == '\n' || *data == '\r'
-            || *data == '\t')
-        {
-            n++;
-
-        } else if (*data < 0x20) {
-            n += 5;                         /* \u00XX */
-        }
-    }
-
-    return n;
-}
-
-
-static u_char *
-ngx_http_pyexec_journal_escape(u_char *dst, u_char *data, size_t len)
-{
-    u_char         *last;
-    static u_char   hex[] = "0123456789abcdef";
-
-    for (last = data + len; data < last; data++) {
-        if (*data == '"' || *data == '\\') {
-            *dst++ = '\\';
-            *dst++ = *data;
-
-        } else if (*data == '\n' || *data == '\r' || *data == '\t') {
-            *dst++ = '\\';
-            *dst++ = *data == '\n' ? 'n' : (*data == '\r' ? 'r' : 't');
-
-        } else if (*data < 0x20) {
-            *dst++ = '\\';
-            *dst++ = 'u';
-            *dst++ = '0';
-            *dst++ = '0';
-            *dst++ = hex[*data >> 4];
-            *dst++ = hex[*data & 0xf];
-
-        } else {
-            *dst++ = *data;
-        }
-    }
-
-    return dst;
 }
 
 
