@@ -62,8 +62,6 @@ static void ngx_http_pyexec_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_str_t  ngx_http_pyexec_deleted =
     ngx_string("{\"message\":\"Session deleted\"}");
 
-static ngx_str_t  ngx_http_pyexec_x_execution_id =
-    ngx_string("X-Pyexec-Execution-Id");
 static ngx_str_t  ngx_http_pyexec_queue_full =
     ngx_string("{\"detail\":\"interpreter queue full\"}");
 static ngx_str_t  ngx_http_pyexec_healthy =
@@ -159,7 +157,6 @@ ngx_http_pyexec_status_handler(ngx_http_request_t *r)
 static void
 ngx_http_pyexec_status_activity(ngx_http_pyexec_json_t *j)
 {
-    u_char                      buf[NGX_HTTP_PYEXEC_EXEC_ID_MAX], *p;
     ngx_uint_t                  i, k, n;
     ngx_queue_t                *q;
     ngx_http_pyexec_task_t     *t;
@@ -227,16 +224,12 @@ ngx_http_pyexec_status_activity(ngx_http_pyexec_json_t *j)
 
         if (s->last_exec) {
             ngx_http_pyexec_json_int(j, s->last_ms);
-            p = ngx_sprintf(buf, "%016xL.", s->last_exec);
-            p = ngx_cpymem(p, s->id, s->id_len);
-            ngx_http_pyexec_json_kv(j, "last_execution_id", buf, p - buf);
 
         } else {
             ngx_http_pyexec_json_null(j);
-            ngx_http_pyexec_json_key(j, "last_execution_id");
-            ngx_http_pyexec_json_null(j);
         }
 
+        ngx_http_pyexec_task_last_execution(j, s);
         ngx_http_pyexec_json_map_close(j);
     }
 
@@ -857,8 +850,8 @@ ngx_http_pyexec_answer_early(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
     r->keepalive = 0;
     r->main->count++;               /* released by answered_done() */
 
-    if (ngx_http_pyexec_add_header(r, &ngx_http_pyexec_x_execution_id,
-                                   t->execution_id, t->execution_id_len)
+    if (ngx_http_pyexec_metrics_execution(r, t->execution_id,
+                                          t->execution_id_len)
         != NGX_OK
         || ngx_http_pyexec_json_init(&j) != NGX_OK)
     {

@@ -152,6 +152,17 @@ ngx_http_pyexec_metrics_cell(ngx_http_request_t *r, ngx_http_pyexec_task_t *t,
 }
 
 
+/* the execution's header alone: an answer that goes out before its cell ends */
+
+ngx_int_t
+ngx_http_pyexec_metrics_execution(ngx_http_request_t *r, u_char *id,
+    size_t len)
+{
+    return ngx_http_pyexec_add_header(r, &ngx_http_pyexec_cell_headers[0],
+                                      id, len);
+}
+
+
 static void
 ngx_http_pyexec_metrics_observe(ngx_http_pyexec_histogram_t *h, uint64_t us)
 {

@@ -50,6 +50,8 @@ extern ngx_http_pyexec_metrics_t  ngx_http_pyexec_metrics;
 
 void ngx_http_pyexec_metrics_cell(ngx_http_request_t *r,
     ngx_http_pyexec_task_t *t, ngx_int_t end);
+ngx_int_t ngx_http_pyexec_metrics_execution(ngx_http_request_t *r,
+    u_char *id, size_t len);
 void ngx_http_pyexec_metrics_checkpoint(uint64_t cpu_us, const char *path);
 ngx_int_t ngx_http_pyexec_metrics_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_metrics_merge(ngx_http_request_t *r,

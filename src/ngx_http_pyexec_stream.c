@@ -16,6 +16,7 @@
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_journal.h"
 #include "ngx_http_pyexec_json.h"
+#include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_reply.h"
 #include "ngx_http_pyexec_route.h"
 #include "ngx_http_pyexec_stream.h"
@@ -72,7 +73,6 @@ ngx_http_pyexec_stream_start(ngx_http_request_t *r, ngx_http_pyexec_exec_t *e,
 
     static ngx_str_t  cache = ngx_string("Cache-Control");
     static ngx_str_t  accel = ngx_string("X-Accel-Buffering");
-    static ngx_str_t  exec = ngx_string("X-Pyexec-Execution-Id");
 
     w = ngx_pcalloc(r->pool, sizeof(ngx_http_pyexec_watch_t));
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -104,7 +104,7 @@ ngx_http_pyexec_stream_start(ngx_http_request_t *r, ngx_http_pyexec_exec_t *e,
     if (ngx_http_pyexec_add_header(r, &cache, (u_char *) "no-cache", 8)
            != NGX_OK
         || ngx_http_pyexec_add_header(r, &accel, (u_char *) "no", 2) != NGX_OK
-        || ngx_http_pyexec_add_header(r, &exec, e->id, e->id_len) != NGX_OK
+        || ngx_http_pyexec_metrics_execution(r, e->id, e->id_len) != NGX_OK
         || ngx_http_pyexec_worker_header(r) != NGX_OK)
     {
         return NGX_ERROR;

@@ -35,6 +35,8 @@ const char  *ngx_http_pyexec_task_reasons[] = {
 };
 
 
+static u_char *ngx_http_pyexec_task_execution_id(u_char *buf,
+    uint64_t exec_id, ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_task_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_event(ngx_event_t *ev);
@@ -89,6 +91,16 @@ ngx_http_pyexec_task_alloc(ngx_pool_t *pool)
  * the execution ran, for a front to route on as it routes the session.
  */
 
+static u_char *
+ngx_http_pyexec_task_execution_id(u_char *buf, uint64_t exec_id,
+    ngx_http_pyexec_session_t *s)
+{
+    buf = ngx_sprintf(buf, "%016xL.", exec_id);
+
+    return ngx_cpymem(buf, s->id, s->id_len);
+}
+
+
 void
 ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t)
 {
@@ -103,8 +115,8 @@ ngx_http_pyexec_task_execution(ngx_http_pyexec_task_t *t)
     t->exec_id = ((uint64_t) ngx_http_pyexec_execution_base << 32)
                  | (uint32_t) t->seq;
 
-    p = ngx_sprintf(t->execution_id, "%016xL.", t->exec_id);
-    p = ngx_cpymem(p, t->session->id, t->session->id_len);
+    p = ngx_http_pyexec_task_execution_id(t->execution_id, t->exec_id,
+                                          t->session);
     t->execution_id_len = p - t->execution_id;
 }
 
@@ -129,7 +141,7 @@ ngx_http_pyexec_task_execution_past(u_char *id, size_t len)
 }
 
 
-/* "last_execution_id" of GET /sessions/{id}: its last cell's, or null */
+/* "last_execution_id" of GET /sessions/{id}, /status: its latest cell's */
 
 void
 ngx_http_pyexec_task_last_execution(ngx_http_pyexec_json_t *j,
@@ -143,8 +155,7 @@ ngx_http_pyexec_task_last_execution(ngx_http_pyexec_json_t *j,
         return;
     }
 
-    p = ngx_sprintf(buf, "%016xL.", s->last_exec);
-    p = ngx_cpymem(p, s->id, s->id_len);
+    p = ngx_http_pyexec_task_execution_id(buf, s->last_exec, s);
 
     ngx_http_pyexec_json_kv(j, "last_execution_id", buf, p - buf);
 }
