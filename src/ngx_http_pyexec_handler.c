@@ -49,6 +49,8 @@ static ngx_int_t ngx_http_pyexec_answer_early(ngx_http_request_t *r,
     ngx_http_pyexec_task_t *t, ngx_uint_t stream);
 static ngx_uint_t ngx_http_pyexec_wants_stream(ngx_http_request_t *r);
 static void ngx_http_pyexec_disconnect(ngx_http_request_t *r);
+static ngx_http_pyexec_end_e ngx_http_pyexec_abandoned_end(
+    ngx_http_pyexec_task_t *t);
 static ngx_int_t ngx_http_pyexec_gone(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_full(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_no_interpreter(ngx_http_request_t *r);
@@ -1034,10 +1036,8 @@ ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t)
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
         ngx_http_pyexec_metrics_cell(r, t,
-            !t->abandoned ? (t->json.g ? t->end : -1)
-            : !t->stuck ? NGX_HTTP_PYEXEC_END_WORKER_LOST
-            : t->kill_reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
-            ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED);
+            t->abandoned ? (ngx_int_t) ngx_http_pyexec_abandoned_end(t)
+                         : (t->json.g ? t->end : -1));
     }
 
     if (t->detached || t->streamed) {
@@ -1139,6 +1139,20 @@ ngx_http_pyexec_gone(ngx_http_request_t *r)
 }
 
 
+/* how a cell a recycle answered early ended: stuck in it, or queued */
+
+static ngx_http_pyexec_end_e
+ngx_http_pyexec_abandoned_end(ngx_http_pyexec_task_t *t)
+{
+    if (!t->stuck) {
+        return NGX_HTTP_PYEXEC_END_WORKER_LOST;
+    }
+
+    return t->kill_reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
+           ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED;
+}
+
+
 /*
  * The worker is being recycled (a cell stuck in C code): the stuck cell
  * (t->stuck) gets 504 with its termination, the requests queued behind it
@@ -1173,10 +1187,8 @@ ngx_http_pyexec_restarting(ngx_http_request_t *r, ngx_http_pyexec_task_t *t)
             : "execution could not be stopped (stuck in C code); the worker "
               "is restarting and its sessions are lost");
 
-        ngx_http_pyexec_task_termination(&j,
-            t->kill_reason == NGX_HTTP_PYEXEC_KILL_TIMEOUT
-            ? NGX_HTTP_PYEXEC_END_TIMEOUT : NGX_HTTP_PYEXEC_END_INTERRUPTED,
-            NGX_HTTP_PYEXEC_STAGE_RECYCLE);
+        ngx_http_pyexec_task_termination(&j, ngx_http_pyexec_abandoned_end(t),
+                                         NGX_HTTP_PYEXEC_STAGE_RECYCLE);
 
         p = ngx_sprintf(buf, "%uL",
                         ngx_http_pyexec_interp_now_ms() - t->started_ms);

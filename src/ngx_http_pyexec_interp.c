@@ -1902,8 +1902,8 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     cpu = ngx_http_pyexec_interp_cpu_us();
     ngx_http_pyexec_running_seq = t->seq;
     ngx_http_pyexec_emit_exec = t->exec;
-    t->started_ms = ngx_http_pyexec_interp_now_ms();
     t->started_us = ngx_http_pyexec_interp_now_us();
+    t->started_ms = t->started_us / 1000;       /* interp_now_ms()'s */
     ngx_memory_barrier();
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
