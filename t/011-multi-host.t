@@ -64,12 +64,13 @@ sub host_of {
 }
 
 my $counter = "n = globals().get('n', 0) + 1\nn";
-my (%on, @ids);
+my (%on, @ids, $failed);
 
 for my $i (1 .. 60) {
     my ($code, $body, $h) = $i % 2 ? $front->execute($counter, "h-$i")
                                    : $front->execute($counter);
-    my ($id) = $body =~ /"session_id":"([^"]+)"/ or next;
+    my ($id) = $body =~ /"session_id":"([^"]+)"/
+        or do { diag("first call $i: $code $body") unless $failed++; next };
     push @ids, $id;
     $on{$id} = host_of($h);
 }

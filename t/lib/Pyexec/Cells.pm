@@ -39,7 +39,7 @@ sub ng { $_[0]{ng} }
 
 sub start {
     my ($self) = @_;
-    my $ok = $self->{ng}->start() && Pyexec::Shipped::wait_workers($self->{ng});
+    my $ok = $self->{ng}->start();
     $self->{log_mark} = length($self->{ng}->log_text());
     return $ok;
 }

@@ -23,7 +23,10 @@ use Cwd ();
 my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 
 # new(root => DIR, port => N, [addr => A], [name => 'for the test name'],
-#     [allow_alerts => [qr/an expected alert/, ...]])
+#     [allow_alerts => [qr/an expected alert/, ...]],
+#     [ready => sub { my ($ng) = @_; ... }])
+# ready: what start() waits for once the ready URI answers 200 (true when
+# it holds), e.g. the shipped front's workers binding their sockets
 sub new {
     my ($class, %arg) = @_;
     my $self = bless { addr => '127.0.0.1', %arg }, $class;
@@ -83,7 +86,7 @@ sub start {
         or return 0;
     for (1 .. 400) {
         my ($code) = $self->http('GET', $ready_uri // '/health');
-        return 1 if $code == 200;
+        return $self->{ready} ? $self->{ready}->($self) : 1 if $code == 200;
         sleep 0.025;
     }
     return 0;

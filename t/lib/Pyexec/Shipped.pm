@@ -11,7 +11,8 @@ use File::Path qw(make_path);
 use Cwd qw(abs_path);
 use Digest::MD5 ();
 
-# a Pyexec::Instance of the shipped configuration, written, not started;
+# a Pyexec::Instance of the shipped configuration, written, not started
+# (its start() returns once every worker answers, not only the front);
 # mod defaults to TEST_NGINX_LOAD_MODULES, addr to 127.0.0.1; name and
 # allow_alerts go to Pyexec::Instance->new
 sub instance {
@@ -22,7 +23,8 @@ sub instance {
     require Pyexec::Instance;
     my $ng = Pyexec::Instance->new(root => $o{root}, addr => $o{addr},
                                    port => $o{port}, name => $o{name},
-                                   allow_alerts => $o{allow_alerts});
+                                   allow_alerts => $o{allow_alerts},
+                                   ready => \&wait_workers);
     $ng->write_conf(render(%o));
     return $ng;
 }
