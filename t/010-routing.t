@@ -232,7 +232,7 @@ ok($counts[0] >= 75 && $counts[0] <= 125 && $counts[1] >= 75 && $counts[1] <= 12
     ok(!-e "$root/sock/pyexec.sock.0" && !-e "$root/sock/pyexec.sock.1",
        'quit removes the worker sockets');
 
-    my $log = $ng->log_text();
+    my $log = $ng->log_since_start();
     my @alerts = grep { /\[(alert|crit|emerg)\]/ && !/exited on signal 9/ }
                  split /\n/, $log;
     is(join("\n", @alerts), '', 'no alert in the error log but the kill -9');

@@ -39,17 +39,11 @@ sub ng { $_[0]{ng} }
 
 sub start {
     my ($self) = @_;
-    my $ok = $self->{ng}->start();
-    $self->{log_mark} = length($self->{ng}->log_text());
-    return $ok;
+    return $self->{ng}->start();
 }
 
-# the error log since both workers answered (while they start, the front
-# logs a [crit] for each worker socket that is not bound yet)
-sub log_after_start {
-    my ($self) = @_;
-    return substr($self->{ng}->log_text(), $self->{log_mark} // 0);
-}
+# the error log since both workers answered
+sub log_after_start { $_[0]{ng}->log_since_start() }
 
 sub stop {
     my ($self) = @_;

@@ -86,7 +86,10 @@ sub start {
         or return 0;
     for (1 .. 400) {
         my ($code) = $self->http('GET', $ready_uri // '/health');
-        return $self->{ready} ? $self->{ready}->($self) : 1 if $code == 200;
+        next unless $code == 200;
+        my $ok = $self->{ready} ? $self->{ready}->($self) : 1;
+        $self->{log_mark} = length($self->log_text());
+        return $ok;
         sleep 0.025;
     }
     return 0;
@@ -149,6 +152,13 @@ sub check_clean {
     }
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     $tb->ok(!@bad && !@new, $name) or $tb->diag(join "\n", @why);
+}
+
+# the error log since start() returned (while a shipped instance starts,
+# its front logs a [crit] for each worker socket not bound yet)
+sub log_since_start {
+    my ($self) = @_;
+    return substr($self->log_text(), $self->{log_mark} // 0);
 }
 
 sub log_text {
