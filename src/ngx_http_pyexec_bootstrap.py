@@ -142,6 +142,8 @@ def _in_cell():
 
 
 _emit = None            # interp.c's: an event of the running cell, journaled
+_streams_same = None    # interp.c's: nothing _reset_streams() guards changed
+_streams_mark = None    # interp.c's: remember how it all is now
 _cell_thread = None     # the interpreter thread, while a cell runs
 _cell_owner = None      # the running cell's session namespace
 _cell_streams = (_Discard(), _Discard())
@@ -296,6 +298,7 @@ def setup(data_dir, c_enter, c_leave, signo, handler, executable,
     for cls in _GUARDED_CLASSES:
         saved = dict(cls.__dict__)
         _CLASS_DICTS.append((cls, saved, tuple(saved), tuple(saved.values())))
+    _mark_streams()
 
 
 # {{{ modules patched when they are first imported
@@ -796,10 +799,13 @@ def _begin(sess, out, err, outputs):
 
 def _reset_streams():
     """Whatever a cell did to sys.stdout & co., the next one gets them
-    as they were: the objects, their attributes, their classes."""
+    as they were: the objects, their attributes, their classes.  Twice per
+    cell: interp.c's _streams_same() says in a few compares of dict
+    versions whether anything changed since _mark_streams()."""
+    if _streams_same is not None and _streams_same():
+        return
     for cls, saved, keys, values in _CLASS_DICTS:
         now = cls.__dict__
-        # twice per cell: compared in C (map, is_not), no generator frame
         if len(now) != len(saved) or any(map(_is_not, map(now.get, keys),
                                              values)):
             for k in [k for k in now if k not in saved]:
@@ -808,13 +814,25 @@ def _reset_streams():
                 if k not in ("__dict__", "__weakref__", "__doc__") \
                         and now.get(k) is not v:
                     setattr(cls, k, v)
-    for obj, state in _STREAM_STATE:
+    for obj, cls, state in _STREAM_STATE:
+        if type(obj) is not cls:
+            try:
+                obj.__class__ = cls
+            except TypeError:
+                pass
         d = obj.__dict__
         if d != state:
             d.clear()
             d.update(state)
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__ = _ROUTERS
     sys.stdin = sys.__stdin__ = _STDIN
+    _mark_streams()
+
+
+def _mark_streams():
+    if _streams_mark is not None:
+        _streams_mark(_GUARDED_CLASSES, _STREAM_OBJECTS,
+                      _ROUTERS + _ROUTERS + (_STDIN, _STDIN))
 
 
 def _end():
@@ -832,7 +850,8 @@ def _end():
 _ROUTERS = (_Router(0), _Router(1))
 _DISCARDS = (_Discard(), _Discard())
 _STDIN = _NoInput()
-_STREAM_STATE = [(o, dict(o.__dict__)) for o in _ROUTERS + (_STDIN,)]
+_STREAM_OBJECTS = _ROUTERS + (_STDIN,)
+_STREAM_STATE = [(o, type(o), dict(o.__dict__)) for o in _STREAM_OBJECTS]
 _GUARDED_CLASSES = (_Router, _TextSink, _NoInput)
 _is_not = operator.is_not
 _CLASS_DICTS = []      # (class, its dict, its keys, its values) as set up

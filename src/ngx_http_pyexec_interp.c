@@ -101,6 +101,11 @@ static void ngx_http_pyexec_interp_after(ngx_log_t *log);
 static void ngx_http_pyexec_interp_log_error(ngx_log_t *log,
     const char *what);
 static PyObject *ngx_http_pyexec_interp_emit(PyObject *self, PyObject *args);
+static PyObject *ngx_http_pyexec_interp_streams_mark(PyObject *self,
+    PyObject *args);
+static PyObject *ngx_http_pyexec_interp_streams_same(PyObject *self,
+    PyObject *args);
+static void ngx_http_pyexec_interp_streams_forget(void);
 static PyObject *ngx_http_pyexec_interp_on_signal(PyObject *self,
     PyObject *args);
 static PyObject *ngx_http_pyexec_interp_enter(PyObject *self,
@@ -188,8 +193,43 @@ static PyMethodDef  ngx_http_pyexec_methods[] = {
     { "disarm", ngx_http_pyexec_interp_disarm, METH_NOARGS, NULL },
     { "stop_threads", ngx_http_pyexec_interp_stop_threads, METH_VARARGS,
       NULL },
+    /* from here on: bootstrap.py's "_<name>" */
     { "emit", ngx_http_pyexec_interp_emit, METH_VARARGS, NULL },
+    { "streams_mark", ngx_http_pyexec_interp_streams_mark, METH_VARARGS,
+      NULL },
+    { "streams_same", ngx_http_pyexec_interp_streams_same, METH_NOARGS,
+      NULL },
     { NULL, NULL, 0, NULL }
+};
+
+#define NGX_HTTP_PYEXEC_FIRST_GLOBAL  5
+
+
+/*
+ * What bootstrap.py's _reset_streams() guards, as _streams_mark() last saw
+ * it: the classes of sys.stdout & co. (their dicts' versions), the stream
+ * objects (their class, their dict and its version) and what sys's six
+ * stream names are bound to.  A dict's ma_version_tag changes with every
+ * change to the dict, so equal tags mean an unchanged dict.
+ */
+
+#define NGX_HTTP_PYEXEC_GUARDED  8
+
+typedef struct {
+    PyObject                 *obj;      /* a class, or a stream object */
+    PyObject                 *type;     /* a stream object's class */
+    PyObject                 *dict;     /* a stream object's dict */
+    uint64_t                  tag;
+} ngx_http_pyexec_guarded_t;
+
+static ngx_http_pyexec_guarded_t  ngx_http_pyexec_guarded[
+                                      NGX_HTTP_PYEXEC_GUARDED];
+static ngx_uint_t                 ngx_http_pyexec_nclasses;
+static ngx_uint_t                 ngx_http_pyexec_nguarded;
+static PyObject                  *ngx_http_pyexec_sys_streams;  /* tuple */
+
+static const char  *ngx_http_pyexec_sys_names[] = {
+    "stdout", "stderr", "__stdout__", "__stderr__", "stdin", "__stdin__"
 };
 
 
@@ -1433,8 +1473,10 @@ ngx_http_pyexec_interp_runtime(ngx_http_pyexec_main_conf_t *pmcf,
 static ngx_int_t
 ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
 {
-    PyObject  *mod, *dict, *code, *res, *setup, *handler, *enter, *leave,
-              *disarm, *stop, *emit;
+    char          name[32];
+    PyObject     *mod, *dict, *code, *res, *setup, *handler, *enter, *leave,
+                 *disarm, *stop, *fn;
+    PyMethodDef  *m;
 
     if (ngx_http_pyexec_master_tstate) {
         if (ngx_http_pyexec_interp_after_preload(log) != NGX_OK) {
@@ -1537,6 +1579,32 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
         }
     }
 
+    /*
+     * bootstrap.py's _emit() (a running cell's events to its journal),
+     * _streams_mark() and _streams_same() (_reset_streams()'s shortcut)
+     */
+
+    for (m = &ngx_http_pyexec_methods[NGX_HTTP_PYEXEC_FIRST_GLOBAL];
+         m->ml_name;
+         m++)
+    {
+        fn = PyCFunction_New(m, NULL);
+        if (fn == NULL) {
+            goto failed;
+        }
+
+        name[0] = '_';
+        (void) ngx_cpystrn((u_char *) name + 1, (u_char *) m->ml_name,
+                           sizeof(name) - 1);
+
+        if (PyDict_SetItemString(dict, name, fn) != 0) {
+            Py_DECREF(fn);
+            goto failed;
+        }
+
+        Py_DECREF(fn);
+    }
+
     Py_DECREF(res);
     res = PyObject_CallFunction(setup, "s#OOiOs#OOk",
                                 pmcf->data_dir.data, pmcf->data_dir.len,
@@ -1566,20 +1634,6 @@ ngx_http_pyexec_interp_boot(ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log)
     if (ngx_http_pyexec_cap == NULL) {
         goto failed;
     }
-
-    /* bootstrap.py's _emit(): a running cell's events to its journal */
-
-    emit = PyCFunction_New(&ngx_http_pyexec_methods[5], NULL);
-    if (emit == NULL) {
-        goto failed;
-    }
-
-    if (PyDict_SetItemString(dict, "_emit", emit) != 0) {
-        Py_DECREF(emit);
-        goto failed;
-    }
-
-    Py_DECREF(emit);
 
     /* the builtins as they are now, put back after any cell changes them */
 
@@ -2688,6 +2742,159 @@ ngx_http_pyexec_interp_emit(PyObject *self, PyObject *args)
     Py_XDECREF(b);
 
     Py_RETURN_NONE;
+}
+
+
+/*
+ * interpreter thread: _streams_mark(classes, objects, sys_streams), after
+ * setup() and after each repair by _reset_streams(): what is guarded, as
+ * it is now; sys_streams: what sys's six stream names are bound to
+ */
+
+static PyObject *
+ngx_http_pyexec_interp_streams_mark(PyObject *self, PyObject *args)
+{
+    PyObject                   *classes, *objects, *streams, *o, **dp;
+    Py_ssize_t                  i, nc, no;
+    ngx_http_pyexec_guarded_t  *g;
+
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyTuple_Type, &classes,
+                          &PyTuple_Type, &objects, &PyTuple_Type, &streams))
+    {
+        return NULL;
+    }
+
+    nc = PyTuple_GET_SIZE(classes);
+    no = PyTuple_GET_SIZE(objects);
+
+    if (nc + no > NGX_HTTP_PYEXEC_GUARDED
+        || PyTuple_GET_SIZE(streams)
+           != (Py_ssize_t) (sizeof(ngx_http_pyexec_sys_names)
+                            / sizeof(ngx_http_pyexec_sys_names[0])))
+    {
+        PyErr_SetString(PyExc_ValueError, "_streams_mark(): sizes");
+        return NULL;
+    }
+
+    for (i = 0; i < nc; i++) {
+        if (!PyType_Check(PyTuple_GET_ITEM(classes, i))) {
+            PyErr_SetString(PyExc_TypeError, "_streams_mark(): a class");
+            return NULL;
+        }
+    }
+
+    for (i = 0; i < no; i++) {
+        dp = _PyObject_GetDictPtr(PyTuple_GET_ITEM(objects, i));
+        if (dp == NULL || *dp == NULL || !PyDict_Check(*dp)) {
+            PyErr_SetString(PyExc_TypeError, "_streams_mark(): an object "
+                            "without its dict");
+            return NULL;
+        }
+    }
+
+    ngx_http_pyexec_interp_streams_forget();
+
+    for (i = 0; i < nc + no; i++) {
+        g = &ngx_http_pyexec_guarded[i];
+
+        if (i < nc) {
+            o = PyTuple_GET_ITEM(classes, i);
+            g->obj = Py_NewRef(o);
+            g->type = NULL;
+            g->dict = Py_NewRef(((PyTypeObject *) o)->tp_dict);
+
+        } else {
+            o = PyTuple_GET_ITEM(objects, i - nc);
+            g->obj = Py_NewRef(o);
+            g->type = Py_NewRef((PyObject *) Py_TYPE(o));
+            g->dict = Py_NewRef(*_PyObject_GetDictPtr(o));
+        }
+
+        g->tag = ((PyDictObject *) g->dict)->ma_version_tag;
+    }
+
+    ngx_http_pyexec_nclasses = nc;
+    ngx_http_pyexec_nguarded = nc + no;
+    ngx_http_pyexec_sys_streams = Py_NewRef(streams);
+
+    Py_RETURN_NONE;
+}
+
+
+/*
+ * interpreter thread: _streams_same(), twice per cell: True when nothing
+ * _streams_mark() saw has changed since (no dict changed, no class of a
+ * stream object, no sys binding), so that _reset_streams() has nothing
+ * to repair
+ */
+
+static PyObject *
+ngx_http_pyexec_interp_streams_same(PyObject *self, PyObject *args)
+{
+    PyObject                   **dp;
+    ngx_uint_t                   i;
+    ngx_http_pyexec_guarded_t   *g;
+
+    if (ngx_http_pyexec_sys_streams == NULL) {
+        Py_RETURN_FALSE;
+    }
+
+    for (i = 0; i < ngx_http_pyexec_nguarded; i++) {
+        g = &ngx_http_pyexec_guarded[i];
+
+        if (i < ngx_http_pyexec_nclasses) {
+            if (((PyTypeObject *) g->obj)->tp_dict != g->dict) {
+                Py_RETURN_FALSE;
+            }
+
+        } else {
+            if ((PyObject *) Py_TYPE(g->obj) != g->type) {
+                Py_RETURN_FALSE;
+            }
+
+            dp = _PyObject_GetDictPtr(g->obj);
+            if (dp == NULL || *dp != g->dict) {
+                PyErr_Clear();
+                Py_RETURN_FALSE;
+            }
+        }
+
+        if (((PyDictObject *) g->dict)->ma_version_tag != g->tag) {
+            Py_RETURN_FALSE;
+        }
+    }
+
+    for (i = 0; i < sizeof(ngx_http_pyexec_sys_names)
+                    / sizeof(ngx_http_pyexec_sys_names[0]); i++)
+    {
+        /* borrowed; NULL (deleted) is never the marked object */
+        if (PySys_GetObject(ngx_http_pyexec_sys_names[i])
+            != PyTuple_GET_ITEM(ngx_http_pyexec_sys_streams, i))
+        {
+            Py_RETURN_FALSE;
+        }
+    }
+
+    Py_RETURN_TRUE;
+}
+
+
+static void
+ngx_http_pyexec_interp_streams_forget(void)
+{
+    ngx_uint_t                  i;
+    ngx_http_pyexec_guarded_t  *g;
+
+    for (i = 0; i < ngx_http_pyexec_nguarded; i++) {
+        g = &ngx_http_pyexec_guarded[i];
+        Py_CLEAR(g->obj);
+        Py_CLEAR(g->type);
+        Py_CLEAR(g->dict);
+    }
+
+    ngx_http_pyexec_nguarded = 0;
+    ngx_http_pyexec_nclasses = 0;
+    Py_CLEAR(ngx_http_pyexec_sys_streams);
 }
 
 

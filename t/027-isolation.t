@@ -47,7 +47,9 @@ for my $break ("import sys\nsys.stdout.write = None",
                "import sys\nsys.stdout = None\nsys.stderr = None",
                "import sys\ntype(sys.stdout).write = lambda self, s: 0",
                "import sys, io\nsys.stdout = io.StringIO()\nsys.stdin = None",
-               "import sys\nsys.__stdout__.flush = None\nsys.stdout.encoding = 'x'") {
+               "import sys\nsys.__stdout__.flush = None\nsys.stdout.encoding = 'x'",
+               "import sys\nclass Quiet(type(sys.stdout)):\n    def write(self, s): return 0\nsys.stdout.__class__ = Quiet",
+               "import sys\ntype(sys.stderr).__mro__[1].writable = lambda self: False\ndel sys.stdin, sys.__stderr__") {
     out($s, $break);
     $i++;
     my ($r) = $c->cell($s, "import sys, warnings\nprint('out')\nwarnings.warn('w$i')\nsys.stderr.write('err\\n')\nsys.stdin.readable()");

@@ -203,7 +203,7 @@ my $flood = "s = 'x' * 1023\nfor i in range(20000):\n    print(s)\n'flooded'";
 my $mute = sse_open($ng, 'POST', '/execute', $json->encode({ code => $flood, session_id => $sid, stream => JSON::PP::true }),
                     { 'Content-Type' => 'application/json' });
 my $fid;
-for (1 .. 100) {
+for (1 .. 600) {        # 20 MB through the journal: seconds on a slow machine
     sleep 0.1;
     my (undef, $sbody) = $ng->http('GET', '/status', undef, { 'X-Session-Id' => $sid });
     my $status = eval { $json->decode($sbody) } // {};
