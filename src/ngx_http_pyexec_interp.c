@@ -45,7 +45,7 @@
 #define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
 #define NGX_HTTP_PYEXEC_CKPT_SHARE    50    /* 1 / the time in checkpoints */
-#define NGX_HTTP_PYEXEC_CKPT_FORK     200   /* ms of pickling worth a fork */
+#define NGX_HTTP_PYEXEC_CKPT_FORK     200000  /* us of pickling worth a fork */
 #define NGX_HTTP_PYEXEC_TRIM_CPU      1000  /* us of a cell worth a trim */
 #define NGX_HTTP_PYEXEC_CKPT_STUCK    120000  /* ms: a writer is hung */
 
@@ -416,6 +416,32 @@ ngx_http_pyexec_interp_checkpoint_path(ngx_http_pyexec_session_t *s,
 
 
 /*
+ * Between cells, at most a fiftieth of the time goes to a session's
+ * checkpoints (eight agents' sessions on two cores took 10% of a core
+ * each at a tenth, bench/fleet.sh; a small session written at every
+ * pause of a busy worker, 0.7 ms each, cost its cells a third of their
+ * rate): one whose last checkpoint took 1 ms of CPU is written again 50
+ * ms after it began at the earliest, one of 50 ms 2.5 s after.  The ms to wait, 0 if due.
+ * Event loop (before it posts the task) and interpreter thread.
+ */
+
+ngx_msec_t
+ngx_http_pyexec_interp_checkpoint_due(ngx_http_pyexec_session_t *s,
+    uint64_t now)
+{
+    uint64_t  gap;
+
+    gap = (uint64_t) s->ckpt_cost * NGX_HTTP_PYEXEC_CKPT_SHARE / 1000;
+
+    if (s->ckpt_at == 0 || now - s->ckpt_at >= gap) {
+        return 0;
+    }
+
+    return (ngx_msec_t) (gap - (now - s->ckpt_at));
+}
+
+
+/*
  * Write a session's checkpoint.  Between cells (fork set), a session whose
  * last checkpoint took 200 ms or more is written by a child the
  * interpreter thread forks, as Redis' BGSAVE does (a smaller one is
@@ -449,19 +475,10 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
         return NGX_BUSY;
     }
 
-    /*
-     * at most a fiftieth of the time in checkpoints (eight agents' sessions
-     * on two cores took 10% of a core each at a tenth, bench/fleet.sh): a
-     * session whose checkpoint took 50 ms of CPU is written again 2.5 s
-     * after the last at the earliest, one of a few names after every cell
-     */
-
     if (fork_it) {
         now = ngx_http_pyexec_interp_now_ms();
 
-        if (now - s->ckpt_at
-            < (uint64_t) s->ckpt_cost * NGX_HTTP_PYEXEC_CKPT_SHARE)
-        {
+        if (ngx_http_pyexec_interp_checkpoint_due(s, now)) {
             return NGX_BUSY;
         }
 
@@ -526,7 +543,7 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
 
     if (pid == 0 && !fork_it) {
         cpu = ngx_http_pyexec_interp_cpu_us() - cpu;
-        s->ckpt_cost = (uint32_t) (cpu / 1000);
+        s->ckpt_cost = (uint32_t) ngx_min(cpu, NGX_MAX_UINT32_VALUE);
         ngx_http_pyexec_metrics_checkpoint(cpu, (char *) path);
     }
 
@@ -601,7 +618,7 @@ ngx_http_pyexec_interp_writer_done(ngx_http_pyexec_session_t *s,
         /* a writer that was killed says nothing of what a checkpoint costs */
         us = (uint64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000
              + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
-        s->ckpt_cost = (uint32_t) (us / 1000);
+        s->ckpt_cost = (uint32_t) ngx_min(us, NGX_MAX_UINT32_VALUE);
 
         if (WEXITSTATUS(status) == 0
             && ngx_http_pyexec_interp_checkpoint_path(s, path, sizeof(path))

@@ -26,6 +26,8 @@ void ngx_http_pyexec_interp_checkpoint_rescue(
 const char *ngx_http_pyexec_interp_version(void);
 uint64_t ngx_http_pyexec_interp_now_us(void);
 uint64_t ngx_http_pyexec_interp_now_ms(void);
+ngx_msec_t ngx_http_pyexec_interp_checkpoint_due(
+    ngx_http_pyexec_session_t *s, uint64_t now);
 size_t ngx_http_pyexec_interp_rss(void);
 
 

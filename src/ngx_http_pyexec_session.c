@@ -15,6 +15,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_interp.h"
 #include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_registry.h"
@@ -37,6 +38,7 @@ static ngx_int_t ngx_http_pyexec_session_grow(void);
 static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_checkpointed(ngx_event_t *ev);
+static void ngx_http_pyexec_session_ckpt_later(ngx_msec_t wait);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_ckpt_retry(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyexec_session_decode(u_char *id, size_t len,
@@ -344,7 +346,9 @@ ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
 void
 ngx_http_pyexec_session_checkpoint_idle(void)
 {
+    uint64_t                    now;
     ngx_uint_t                  left;
+    ngx_msec_t                  wait;
     ngx_queue_t                *q, *prev;
     ngx_http_pyexec_session_t  *s;
 
@@ -362,6 +366,7 @@ ngx_http_pyexec_session_checkpoint_idle(void)
      */
 
     left = ngx_http_pyexec_proc.ndirty;
+    now = ngx_http_pyexec_interp_now_ms();
 
     for (q = ngx_queue_last(&ngx_http_pyexec_proc.lru);
          left && q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
@@ -377,6 +382,14 @@ ngx_http_pyexec_session_checkpoint_idle(void)
         left--;
 
         if (s->checkpointing || s->ns == NULL) {
+            continue;
+        }
+
+        wait = ngx_http_pyexec_interp_checkpoint_due(s, now);
+
+        if (wait) {
+            /* written once it is due, by then idle or after a cell */
+            ngx_http_pyexec_session_ckpt_later(wait);
             continue;
         }
 
@@ -427,21 +440,34 @@ ngx_http_pyexec_session_checkpointed(ngx_event_t *ev)
         /* its last checkpoint is still being written: again shortly */
 
         ngx_http_pyexec_session_dirty(s, 1);
-
-        if (!ngx_http_pyexec_ckpt_retry.timer_set) {
-            ngx_http_pyexec_ckpt_retry.handler =
-                                        ngx_http_pyexec_session_ckpt_retry;
-            ngx_http_pyexec_ckpt_retry.log = ngx_cycle->log;
-            ngx_http_pyexec_ckpt_retry.data = &ngx_http_pyexec_ckpt_conn;
-            ngx_http_pyexec_ckpt_retry.cancelable = 1;
-            ngx_http_pyexec_ckpt_conn.fd = (ngx_socket_t) -1;
-            ngx_add_timer(&ngx_http_pyexec_ckpt_retry,
-                          NGX_HTTP_PYEXEC_CKPT_RETRY);
-        }
+        ngx_http_pyexec_session_ckpt_later(NGX_HTTP_PYEXEC_CKPT_RETRY);
     }
 
     ngx_free(task);
     ngx_http_pyexec_session_release(s);
+}
+
+
+/* the walk of changed sessions again in `wait` ms, or sooner if set so */
+
+static void
+ngx_http_pyexec_session_ckpt_later(ngx_msec_t wait)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_pyexec_ckpt_retry;
+
+    if (ev->timer_set && ev->timer.key <= ngx_current_msec + wait) {
+        return;
+    }
+
+    ev->handler = ngx_http_pyexec_session_ckpt_retry;
+    ev->log = ngx_cycle->log;
+    ev->data = &ngx_http_pyexec_ckpt_conn;
+    ev->cancelable = 1;
+    ngx_http_pyexec_ckpt_conn.fd = (ngx_socket_t) -1;
+
+    ngx_add_timer(ev, wait);
 }
 
 
