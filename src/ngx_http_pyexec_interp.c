@@ -168,6 +168,7 @@ static volatile sig_atomic_t  ngx_http_pyexec_watch_done;
 static ngx_atomic_t           ngx_http_pyexec_kill_seq;
 static ngx_msec_t             ngx_http_pyexec_running_timeout;
 static ngx_fd_t               ngx_http_pyexec_statm = NGX_INVALID_FILE;
+static size_t                 ngx_http_pyexec_rss_after;  /* 0: read again */
 
 /*
  * The ladder (task.c): what the signal aimed at kill_seq raises (the
@@ -277,7 +278,7 @@ ngx_http_pyexec_interp_start(ngx_http_pyexec_main_conf_t *pmcf,
     (void) dlopen(NGX_HTTP_PYEXEC_LIBPYTHON,
                   RTLD_NOW|RTLD_NOLOAD|RTLD_GLOBAL);
 
-    /* kept open for interp_rss(): read twice per cell, one pread() each */
+    /* kept open for interp_rss(): read once per cell, one pread() */
 
     ngx_http_pyexec_statm = ngx_open_file("/proc/self/statm",
                                           NGX_FILE_RDONLY|O_CLOEXEC,
@@ -1793,6 +1794,10 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 
     ngx_http_pyexec_interp_after(log);
 
+    if (t->op != NGX_HTTP_PYEXEC_OP_EXECUTE) {
+        ngx_http_pyexec_rss_after = 0;      /* a checkpoint, a restore... */
+    }
+
     ngx_http_pyexec_tstate = PyEval_SaveThread();
 
 #if !defined(__SANITIZE_ADDRESS__)
@@ -1811,6 +1816,7 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         && t->cpu_us >= NGX_HTTP_PYEXEC_TRIM_CPU)
     {
         (void) malloc_trim(0);
+        ngx_http_pyexec_rss_after = 0;
     }
 #endif
 }
@@ -1880,6 +1886,8 @@ ngx_http_pyexec_interp_ensure_ns(ngx_http_pyexec_task_t *t,
     if (s->ns) {
         return NGX_OK;
     }
+
+    ngx_http_pyexec_rss_after = 0;      /* not the cell's memory: read again */
 
     if (t->restore) {
         switch (ngx_http_pyexec_interp_restore(t, log)) {
@@ -1969,7 +1977,9 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
     ngx_http_pyexec_running_timeout = t->timeout;
     ngx_http_pyexec_raised = 0;
     ngx_http_pyexec_disarmed = 0;
-    rss = ngx_http_pyexec_interp_rss();
+    /* the RSS after the last cell, if nothing ran in the thread since */
+    rss = ngx_http_pyexec_rss_after ? ngx_http_pyexec_rss_after
+                                    : ngx_http_pyexec_interp_rss();
     cpu = ngx_http_pyexec_interp_cpu_us();
     ngx_http_pyexec_running_seq = t->seq;
     ngx_http_pyexec_emit_exec = t->exec;
@@ -2006,7 +2016,8 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
 
     t->wall_us = ngx_http_pyexec_interp_now_us() - t->started_us;
     t->cpu_us = ngx_http_pyexec_interp_cpu_us() - cpu;
-    t->rss_delta = (off_t) ngx_http_pyexec_interp_rss() - (off_t) rss;
+    ngx_http_pyexec_rss_after = ngx_http_pyexec_interp_rss();
+    t->rss_delta = (off_t) ngx_http_pyexec_rss_after - (off_t) rss;
     t->stage = ngx_http_pyexec_raised;
     t->reason = ngx_http_pyexec_raised ? ngx_http_pyexec_kill_reason : 0;
 
