@@ -255,6 +255,32 @@ my $m4 = scrape();
 is(val($m4, 'pyexec_sessions_restored_total{worker=1}'), 1, 'its new worker counts one session restored');
 is(val($m4, 'pyexec_executions_total{reason=ok,worker=1}'), 1, '... and one cell (a new process\'s counters)');
 
+# 100 cells in a row in one session: checkpointed at most a fiftieth of
+# the time (not at every pause between two cells), and its last state is
+# written all the same once it is due
+my $burst = $c->id_on(1, 'metrics-burst');
+my $m5 = scrape();
+my ($inrow, $last) = (0, 0);
+for my $i (1 .. 100) {
+    my ($r) = $c->cell($burst, "n = globals().get('n', 0) + 1\nn");
+    $inrow++ if $r && $r->{result} eq $i;
+    $last = $r->{execution_count} if $r;
+}
+is($inrow, 100, '100 cells in a row in one session');
+my $bfile = Pyexec::Shipped::checkpoint_path($ng, $burst);
+my $written = -1;
+for (1 .. 100) {
+    local $ENV{LD_PRELOAD};
+    delete $ENV{LD_PRELOAD};
+    $written = `/usr/bin/python3 -c 'import pickle, sys; print(pickle.load(open(sys.argv[1], "rb"))["count"])' $bfile 2>/dev/null` if -s $bfile;
+    chomp $written;
+    last if $written eq $last;
+    sleep 0.1;
+}
+is($written, $last, "... its last state is checkpointed once due (execution $last)");
+my $nck = delta($m5, scrape(), "pyexec_checkpoints_total{worker=1}");
+cmp_ok($nck, '<=', 50, "... in $nck checkpoints, not one after every cell");
+
 $c->stop;     # and no [alert] nor sanitizer report in its error log
 
 # the other ends of a session: evicted at pyexec_session_max, expired
