@@ -28,13 +28,9 @@
 
 #define NGX_HTTP_PYEXEC_BUCKETS_MIN  1024
 #define NGX_HTTP_PYEXEC_CKPT_RETRY   200    /* ms: a writer still at work */
-#define NGX_HTTP_PYEXEC_CKPT_BURST   200000 /* us of checkpoints banked */
 
 
 static ngx_event_t       ngx_http_pyexec_ckpt_retry;
-static int64_t           ngx_http_pyexec_ckpt_budget =
-                             NGX_HTTP_PYEXEC_CKPT_BURST;   /* us */
-static uint64_t          ngx_http_pyexec_ckpt_budget_at;   /* ms */
 static ngx_connection_t  ngx_http_pyexec_ckpt_conn;     /* ev->data, logs */
 
 
@@ -43,7 +39,6 @@ static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_checkpointed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_ckpt_later(ngx_msec_t wait);
-static ngx_msec_t ngx_http_pyexec_session_ckpt_budget(uint64_t now);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_ckpt_retry(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyexec_session_decode(u_char *id, size_t len,
@@ -398,14 +393,6 @@ ngx_http_pyexec_session_checkpoint_idle(void)
             continue;
         }
 
-        wait = ngx_http_pyexec_session_ckpt_budget(now);
-
-        if (wait) {
-            /* the worker's share is spent: the rest once it is back */
-            ngx_http_pyexec_session_ckpt_later(wait);
-            return;
-        }
-
         if (ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_CHECKPOINT, s,
                                       ngx_http_pyexec_session_checkpointed)
             != NGX_OK)
@@ -416,41 +403,7 @@ ngx_http_pyexec_session_checkpoint_idle(void)
         ngx_http_pyexec_session_dirty(s, 0);
         s->checkpointing = 1;
         s->refs++;
-
-        /* its cost, as its last checkpoint's */
-        ngx_http_pyexec_ckpt_budget -= (int64_t) s->ckpt_cost;
     }
-}
-
-
-/*
- * The worker's share: besides each session's own (interp.c), all of a
- * worker's checkpoints take at most a fiftieth of its time, so that a
- * thousand sessions changed in turn do not each cost their cells a
- * checkpoint.  Event loop only.  A budget in us of checkpoint CPU, filled
- * by a fiftieth of the time that passes, at most NGX_HTTP_PYEXEC_CKPT_BURST
- * in the bank, spent at each post; the ms to wait until it is positive.
- */
-
-static ngx_msec_t
-ngx_http_pyexec_session_ckpt_budget(uint64_t now)
-{
-    if (ngx_http_pyexec_ckpt_budget_at) {
-        ngx_http_pyexec_ckpt_budget += (int64_t)
-            ((now - ngx_http_pyexec_ckpt_budget_at) * 1000
-             / NGX_HTTP_PYEXEC_CKPT_SHARE);
-    }
-
-    ngx_http_pyexec_ckpt_budget = ngx_min(ngx_http_pyexec_ckpt_budget,
-                                          NGX_HTTP_PYEXEC_CKPT_BURST);
-    ngx_http_pyexec_ckpt_budget_at = now;
-
-    if (ngx_http_pyexec_ckpt_budget > 0) {
-        return 0;
-    }
-
-    return (ngx_msec_t) (-ngx_http_pyexec_ckpt_budget
-                         * NGX_HTTP_PYEXEC_CKPT_SHARE / 1000) + 1;
 }
 
 
