@@ -422,8 +422,9 @@ ngx_http_pyexec_interp_checkpoint_path(ngx_http_pyexec_session_t *s,
  * each at a tenth, bench/fleet.sh; a small session written at every
  * pause of a busy worker, 0.7 ms each, cost its cells a third of their
  * rate): one whose last checkpoint took 1 ms of CPU is written again 50
- * ms after it began at the earliest, one of 50 ms 2.5 s after.  The ms to wait, 0 if due.
- * Event loop (before it posts the task) and interpreter thread.
+ * ms after it began at the earliest, one of 50 ms 2.5 s after.  The ms
+ * to wait, 0 if due.  Event loop (before it posts the task) and
+ * interpreter thread.
  */
 
 ngx_msec_t

@@ -86,10 +86,11 @@ sub start {
         or return 0;
     for (1 .. 400) {
         my ($code) = $self->http('GET', $ready_uri // '/health');
-        next unless $code == 200;
-        my $ok = $self->{ready} ? $self->{ready}->($self) : 1;
-        $self->{log_mark} = length($self->log_text());
-        return $ok;
+        if ($code == 200) {
+            my $ok = $self->{ready} ? $self->{ready}->($self) : 1;
+            $self->{log_mark} = length($self->log_text());
+            return $ok;
+        }
         sleep 0.025;
     }
     return 0;
