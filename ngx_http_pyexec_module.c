@@ -10,6 +10,7 @@
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_auth.h"
 #include "ngx_http_pyexec_child.h"
+#include "ngx_http_pyexec_front.h"
 #include "ngx_http_pyexec_handler.h"
 #include "ngx_http_pyexec_interp.h"
 #include "ngx_http_pyexec_journal.h"
@@ -30,6 +31,7 @@
 
 
 static ngx_int_t ngx_http_pyexec_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_pyexec_postconfiguration(ngx_conf_t *cf);
 static char *ngx_http_pyexec_set_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_pyexec_create_main_conf(ngx_conf_t *cf);
@@ -345,6 +347,20 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, interrupt_on_disconnect),
       NULL },
 
+    { ngx_string("pyexec_front"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyexec_front,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyexec_front_handoff"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_loc_conf_t, handoff),
+      NULL },
+
     { ngx_string("pyexec_json_max_depth"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -358,7 +374,7 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
 
 static ngx_http_module_t  ngx_http_pyexec_module_ctx = {
     ngx_http_pyexec_preconfiguration,      /* preconfiguration */
-    ngx_http_pyexec_auth_init,             /* postconfiguration */
+    ngx_http_pyexec_postconfiguration,     /* postconfiguration */
 
     ngx_http_pyexec_create_main_conf,      /* create main configuration */
     ngx_http_pyexec_init_main_conf,        /* init main configuration */
@@ -385,6 +401,17 @@ ngx_module_t  ngx_http_pyexec_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_pyexec_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_pyexec_auth_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_pyexec_front_init(cf);
+}
 
 
 static ngx_int_t
@@ -589,7 +616,10 @@ ngx_http_pyexec_create_loc_conf(ngx_conf_t *cf)
      *     plcf->gather = NULL;
      *     plcf->gather_metrics = 0;
      *     plcf->auth_token = { 0, NULL };
+     *     plcf->front = NULL;
      */
+
+    plcf->handoff = NGX_CONF_UNSET;
 
     plcf->auth_token.len = NGX_CONF_UNSET_SIZE;
 
@@ -604,6 +634,8 @@ ngx_http_pyexec_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_pyexec_loc_conf_t *conf = child;
 
     /* handlers are per location and never inherited; the token is */
+
+    ngx_conf_merge_value(conf->handoff, prev->handoff, 1);
 
     if (conf->auth_token.len == NGX_CONF_UNSET_SIZE) {
         if (prev->auth_token.len == NGX_CONF_UNSET_SIZE) {
@@ -893,7 +925,7 @@ ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
         ngx_http_pyexec_interp_preload(cycle, pmcf);
     }
 
-    return NGX_OK;
+    return ngx_http_pyexec_front_init_module(cycle);
 }
 
 
@@ -1032,7 +1064,8 @@ ngx_http_pyexec_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_pyexec_session_init_process(cycle) != NGX_OK
-        || ngx_http_pyexec_journal_init_process(cycle) != NGX_OK)
+        || ngx_http_pyexec_journal_init_process(cycle) != NGX_OK
+        || ngx_http_pyexec_front_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1136,6 +1169,7 @@ ngx_http_pyexec_exit_process(ngx_cycle_t *cycle)
     ngx_http_pyexec_interp_checkpoint_all();
 
     ngx_http_pyexec_socket_exit_process();
+    ngx_http_pyexec_front_exit_process();
     ngx_http_pyexec_session_exit_process();
     ngx_http_pyexec_journal_exit_process();
 }

@@ -71,6 +71,7 @@ typedef struct {
     size_t                       journal_execution_max;
     size_t                       journal_max;
     ngx_flag_t                   interrupt_on_disconnect;
+    ngx_uint_t                   uses_front;   /* pyexec_front somewhere */
 } ngx_http_pyexec_main_conf_t;
 
 
@@ -79,6 +80,8 @@ typedef struct {
     ngx_array_t                 *gather;      /* of ngx_str_t: URIs */
     ngx_uint_t                   gather_metrics;  /* not GET /sessions */
     ngx_str_t                    auth_token;  /* empty: open */
+    ngx_http_upstream_srv_conf_t *front;      /* pyexec_front */
+    ngx_flag_t                   handoff;     /* pyexec_front_handoff */
 } ngx_http_pyexec_loc_conf_t;
 
 

@@ -40,7 +40,6 @@ static ngx_int_t ngx_http_pyexec_session_rollback(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_session_task(ngx_http_request_t *r,
     ngx_http_pyexec_session_t *s, ngx_http_pyexec_op_e op);
-static void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 static void ngx_http_pyexec_task_done(ngx_http_pyexec_task_t *t);
 static void ngx_http_pyexec_unheld_done(ngx_http_pyexec_task_t *t);
 static void ngx_http_pyexec_journal_answer(ngx_http_pyexec_task_t *t);
@@ -644,7 +643,9 @@ ngx_http_pyexec_session_interrupt(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
-static void
+/* the body handler of pyexec_execute; front.c's for a cell it runs */
+
+void
 ngx_http_pyexec_execute_body(ngx_http_request_t *r)
 {
     u_char                        minted[NGX_HTTP_PYEXEC_UUID_LEN];

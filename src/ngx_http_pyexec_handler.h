@@ -12,6 +12,7 @@
 
 
 ngx_int_t ngx_http_pyexec_execute_handler(ngx_http_request_t *r);
+void ngx_http_pyexec_execute_body(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_sessions_handler(ngx_http_request_t *r);

@@ -23,7 +23,7 @@
 
 
 #define NGX_HTTP_PYEXEC_METRICS_MAX  (64 * 1024)   /* one worker's text */
-#define NGX_HTTP_PYEXEC_PLAIN        18            /* one-sample families */
+#define NGX_HTTP_PYEXEC_PLAIN        21            /* one-sample families */
 
 
 static void ngx_http_pyexec_metrics_observe(ngx_http_pyexec_histogram_t *h,
@@ -260,7 +260,16 @@ ngx_http_pyexec_metrics_handler(ngx_http_request_t *r)
           "pyexec_journal_time ago).", 0 },
         { "pyexec_journal_bytes", "gauge",
           "Bytes the journal holds (events, replies), at most "
-          "pyexec_journal_max but for running cells.", 0 }
+          "pyexec_journal_max but for running cells.", 0 },
+        { "pyexec_front_local_total", "counter",
+          "Cells the front ran in its own worker (pyexec_front: the "
+          "session is this worker's), without a proxied request.", 0 },
+        { "pyexec_front_handoffs_sent_total", "counter",
+          "Client connections this worker's front handed to the worker "
+          "of their cell's session.", 0 },
+        { "pyexec_front_handoffs_received_total", "counter",
+          "Client connections handed to this worker by another worker's "
+          "front.", 0 }
     };
 
     rc = ngx_http_pyexec_get_only(r);
@@ -316,6 +325,9 @@ ngx_http_pyexec_metrics_handler(ngx_http_request_t *r)
     vals[15] = ngx_http_pyexec_proc.warm ? 1 : 0;
     vals[16] = ngx_http_pyexec_journal_count();
     vals[17] = ngx_http_pyexec_journal_bytes();
+    vals[18] = m->front_local;
+    vals[19] = m->handoffs_sent;
+    vals[20] = m->handoffs_received;
 
     for (i = 0; i < NGX_HTTP_PYEXEC_PLAIN; i++) {
         p = ngx_http_pyexec_metrics_family(p, last, plain[i].name,

@@ -42,6 +42,9 @@ typedef struct {
     uint64_t                     checkpoints;        /* atomic */
     uint64_t                     checkpoint_bytes;   /* atomic */
     uint64_t                     checkpoint_us;      /* atomic */
+    uint64_t                     front_local;
+    uint64_t                     handoffs_sent;
+    uint64_t                     handoffs_received;
 } ngx_http_pyexec_metrics_t;
 
 

@@ -20,6 +20,7 @@
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_placement.h"
 #include "ngx_http_pyexec_session.h"
+#include "ngx_http_pyexec_socket.h"
 
 
 #define NGX_HTTP_PYEXEC_SLOTS  256
@@ -396,6 +397,64 @@ ngx_http_pyexec_placement_init_peer(ngx_http_request_t *r,
     u->peer.tries = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * The worker of this host that the upstream would send the request to
+ * (the balancer asked, as a connect would ask it, and the peer given
+ * back unused), or -1: another host, or no pyexec_placement there.
+ */
+
+ngx_int_t
+ngx_http_pyexec_placement_target(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_int_t                          w;
+    ngx_http_upstream_t               *u, *saved;
+    ngx_http_pyexec_placement_conf_t  *pcf;
+
+    pcf = ngx_http_conf_upstream_srv_conf(us, ngx_http_pyexec_module);
+
+    if (pcf == NULL || pcf->original_init_peer == NULL) {
+        return -1;
+    }
+
+    u = ngx_pcalloc(r->pool, sizeof(ngx_http_upstream_t));
+    if (u == NULL) {
+        return -1;
+    }
+
+    u->peer.log = r->connection->log;
+    u->peer.log_error = NGX_ERROR_ERR;
+
+    saved = r->upstream;
+    r->upstream = u;
+    w = -1;
+
+    if (ngx_http_pyexec_placement_init_peer(r, us) == NGX_OK
+        && u->peer.get(&u->peer, u->peer.data) == NGX_OK)
+    {
+        if (u->peer.name) {
+            w = ngx_http_pyexec_socket_worker(u->peer.name);
+        }
+
+        u->peer.free(&u->peer, u->peer.data, 0);
+    }
+
+    r->upstream = saved;
+
+    return w;
+}
+
+
+/* worker w has a process that reported, and has not left */
+
+ngx_uint_t
+ngx_http_pyexec_placement_up(ngx_uint_t w)
+{
+    return ngx_http_pyexec_load && w < NGX_HTTP_PYEXEC_SLOTS
+           && ngx_http_pyexec_load->slots[w].pid != 0;
 }
 
 

@@ -32,8 +32,10 @@ typedef struct {
     ngx_uint_t                   done;
     ngx_str_t                   *bodies;
     ngx_uint_t                  *statuses;
+    ngx_uint_t                   front;       /* front.c's route state */
     unsigned                     resolved:1;
     unsigned                     minted:1;
+    unsigned                     local:1;     /* run by the front itself */
 } ngx_http_pyexec_ctx_t;
 
 
@@ -91,7 +93,17 @@ ngx_http_pyexec_route_add_variables(ngx_conf_t *cf)
 ngx_int_t
 ngx_http_pyexec_route_header_id(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t        *h;
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    /* a cell the front runs itself: the id it routed on, as if passed */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
+
+    if (ctx && ctx->local) {
+        *id = ctx->id;
+        return NGX_OK;
+    }
 
     h = ngx_http_pyexec_header(&r->headers_in.headers,
                                &ngx_http_pyexec_x_session_id);
@@ -119,9 +131,64 @@ ngx_http_pyexec_route_header_id(ngx_http_request_t *r, ngx_str_t *id)
 ngx_uint_t
 ngx_http_pyexec_route_is_new(ngx_http_request_t *r)
 {
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
+
+    if (ctx && ctx->local) {
+        return ctx->minted;
+    }
+
     return ngx_http_pyexec_header(&r->headers_in.headers,
                                   &ngx_http_pyexec_x_new_session)
            != NULL;
+}
+
+
+/* the id a front routes this request on (minted: made for it) */
+
+ngx_int_t
+ngx_http_pyexec_route_session(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_uint_t *minted)
+{
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    if (ngx_http_pyexec_route_resolve(r, &ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *id = ctx->id;
+    *minted = ctx->minted;
+
+    return NGX_OK;
+}
+
+
+/* the front runs the cell itself: the worker's handler takes its id */
+
+void
+ngx_http_pyexec_route_local(ngx_http_request_t *r)
+{
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
+
+    if (ctx && ctx->resolved) {
+        ctx->local = 1;
+    }
+}
+
+
+/* front.c's state of this request, kept in the ctx; NULL: no memory */
+
+ngx_uint_t *
+ngx_http_pyexec_route_front_state(ngx_http_request_t *r)
+{
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    ctx = ngx_http_pyexec_ctx(r);
+
+    return ctx ? &ctx->front : NULL;
 }
 
 

@@ -21,6 +21,10 @@ ngx_int_t ngx_http_pyexec_route_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_pyexec_route_header_id(ngx_http_request_t *r,
     ngx_str_t *id);
 ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyexec_route_session(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_uint_t *minted);
+void ngx_http_pyexec_route_local(ngx_http_request_t *r);
+ngx_uint_t *ngx_http_pyexec_route_front_state(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
     ngx_str_t *prefix, ngx_str_t *id, ngx_uint_t *action);
 ngx_int_t ngx_http_pyexec_gather_handler(ngx_http_request_t *r);

@@ -320,6 +320,48 @@ ngx_http_pyexec_socket_close(ngx_http_pyexec_socket_t *ws, ngx_uint_t drain)
 }
 
 
+/* this worker's number when it serves its socket, else -1 */
+
+ngx_int_t
+ngx_http_pyexec_socket_self(void)
+{
+    return ngx_http_pyexec_socket && ngx_http_pyexec_socket->c
+           ? (ngx_int_t) ngx_worker : -1;
+}
+
+
+/*
+ * The worker whose socket an upstream peer's name is ("unix:PATH.N" for
+ * the template "unix:PATH"), or -1.
+ */
+
+ngx_int_t
+ngx_http_pyexec_socket_worker(ngx_str_t *name)
+{
+    size_t                        len;
+    ngx_int_t                     w;
+    ngx_http_pyexec_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_pyexec_proc.pmcf;
+
+    if (pmcf == NULL || pmcf->worker_socket.len == 0) {
+        return -1;
+    }
+
+    len = pmcf->worker_socket.len;
+
+    if (name->len < len + 2 || name->data[len] != '.'
+        || ngx_strncmp(name->data, pmcf->worker_socket.data, len) != 0)
+    {
+        return -1;
+    }
+
+    w = ngx_atoi(name->data + len + 1, name->len - len - 1);
+
+    return w == NGX_ERROR ? -1 : w;
+}
+
+
 void
 ngx_http_pyexec_socket_exit_process(void)
 {
