@@ -18,7 +18,7 @@
  * A fork()ed child is a copy of the worker.  In the child, at the fork,
  * every descriptor of nginx's connections (listening sockets, clients,
  * upstream and front connections, the channels to the master and to the
- * other workers) is closed:
+ * other workers, the fronts' socketpairs) is closed:
  * the child can neither serve nor keep a socket alive that the worker
  * closes, which would also leave stale events in the worker's epoll set.
  * subprocess and multiprocessing are made to fork() rather than vfork()
@@ -28,6 +28,7 @@
 
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_child.h"
+#include "ngx_http_pyexec_front.h"
 #include "ngx_http_pyexec_task.h"
 
 #include <pthread.h>
@@ -162,6 +163,8 @@ ngx_http_pyexec_child_atfork(void)
             (void) close(ngx_processes[n].channel[0]);
         }
     }
+
+    ngx_http_pyexec_front_atfork();
 
     if (ngx_cycle == NULL || ngx_cycle->connections == NULL) {
         return;

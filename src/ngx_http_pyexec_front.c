@@ -288,7 +288,7 @@ ngx_http_pyexec_front_route(ngx_http_request_t *r, ngx_uint_t *state,
             r->main->count--;
         }
 
-        ngx_http_finalize_request(r, NGX_HTTP_CLOSE);
+        ngx_http_finalize_request(r, NGX_ERROR);
 
         return NGX_DONE;
 
@@ -671,8 +671,6 @@ ngx_http_pyexec_front_init_module(ngx_cycle_t *cycle)
     ngx_http_pyexec_main_conf_t       *pmcf;
     ngx_http_pyexec_front_channels_t  *ch;
 
-    ngx_http_pyexec_front_channels = NULL;
-
     pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pyexec_module);
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
@@ -721,7 +719,9 @@ ngx_http_pyexec_front_init_module(ngx_cycle_t *cycle)
         }
     }
 
-    ngx_http_pyexec_front_channels = ch;
+    /* the cycle's own: a reload that fails leaves the old one's in place */
+
+    pmcf->front_channels = ch;
 
     return NGX_OK;
 }
@@ -747,12 +747,17 @@ ngx_int_t
 ngx_http_pyexec_front_init_process(ngx_cycle_t *cycle)
 {
     ngx_connection_t                  *c;
-    ngx_http_pyexec_front_channels_t  *ch = ngx_http_pyexec_front_channels;
+    ngx_http_pyexec_main_conf_t       *pmcf;
+    ngx_http_pyexec_front_channels_t  *ch;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pyexec_module);
+    ch = pmcf ? pmcf->front_channels : NULL;
 
     if (ch == NULL || ngx_worker >= ch->n) {
-        ngx_http_pyexec_front_channels = NULL;
         return NGX_OK;
     }
+
+    ngx_http_pyexec_front_channels = ch;
 
     ngx_http_pyexec_front_replays = ngx_pcalloc(cycle->pool,
                             cycle->connection_n * sizeof(void *));
@@ -784,6 +789,28 @@ ngx_http_pyexec_front_init_process(ngx_cycle_t *cycle)
     ngx_http_pyexec_front_channel = c;
 
     return NGX_OK;
+}
+
+
+/* in a fork()ed child of a worker (child.c): only close(), no socketpair */
+
+void
+ngx_http_pyexec_front_atfork(void)
+{
+    ngx_uint_t                         i;
+    ngx_http_pyexec_front_channels_t  *ch = ngx_http_pyexec_front_channels;
+
+    if (ch == NULL) {
+        return;
+    }
+
+    for (i = 0; i < ch->n; i++) {
+        (void) close(ch->fds[i][0]);
+        (void) close(ch->fds[i][1]);
+    }
+
+    ngx_http_pyexec_front_channels = NULL;
+    ngx_http_pyexec_front_channel = NULL;
 }
 
 

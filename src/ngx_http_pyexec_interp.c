@@ -44,7 +44,6 @@
 #define NGX_HTTP_PYEXEC_VALUE_DEPTH   100
 #define NGX_HTTP_PYEXEC_WATCH_TICK    50    /* ms */
 #define NGX_HTTP_PYEXEC_STOP_GRACE    500   /* ms a cell may run on at a stop */
-#define NGX_HTTP_PYEXEC_CKPT_SHARE    50    /* 1 / the time in checkpoints */
 #define NGX_HTTP_PYEXEC_CKPT_FORK     200000  /* us of pickling worth a fork */
 #define NGX_HTTP_PYEXEC_TRIM_CPU      1000  /* us of a cell worth a trim */
 #define NGX_HTTP_PYEXEC_CKPT_STUCK    120000  /* ms: a writer is hung */

@@ -25,6 +25,9 @@ void ngx_http_pyexec_interp_checkpoint_rescue(
     ngx_http_pyexec_session_t *stuck, ngx_msec_t wait);
 const char *ngx_http_pyexec_interp_version(void);
 uint64_t ngx_http_pyexec_interp_now_us(void);
+/* 1 / the time a session's checkpoints, and a busy worker's, may take */
+#define NGX_HTTP_PYEXEC_CKPT_SHARE  50
+
 uint64_t ngx_http_pyexec_interp_now_ms(void);
 ngx_msec_t ngx_http_pyexec_interp_checkpoint_due(
     ngx_http_pyexec_session_t *s, uint64_t now);

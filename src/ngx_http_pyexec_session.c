@@ -28,9 +28,15 @@
 
 #define NGX_HTTP_PYEXEC_BUCKETS_MIN  1024
 #define NGX_HTTP_PYEXEC_CKPT_RETRY   200    /* ms: a writer still at work */
+#define NGX_HTTP_PYEXEC_CKPT_BURST   200000 /* us of checkpoints banked */
+#define NGX_HTTP_PYEXEC_CKPT_MIN     1000   /* us: a first one's guess */
 
 
 static ngx_event_t       ngx_http_pyexec_ckpt_retry;
+static int64_t           ngx_http_pyexec_ckpt_budget =
+                             NGX_HTTP_PYEXEC_CKPT_BURST;   /* us */
+static uint64_t          ngx_http_pyexec_ckpt_budget_at;   /* ms */
+static uint64_t          ngx_http_pyexec_ckpt_cell_at;     /* ms */
 static ngx_connection_t  ngx_http_pyexec_ckpt_conn;     /* ev->data, logs */
 
 
@@ -38,7 +44,9 @@ static ngx_int_t ngx_http_pyexec_session_grow(void);
 static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_checkpointed(ngx_event_t *ev);
+static void ngx_http_pyexec_session_ckpt_walk(ngx_uint_t after_cell);
 static void ngx_http_pyexec_session_ckpt_later(ngx_msec_t wait);
+static ngx_msec_t ngx_http_pyexec_session_ckpt_budget(uint64_t now);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
 static void ngx_http_pyexec_session_ckpt_retry(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyexec_session_decode(u_char *id, size_t len,
@@ -346,6 +354,13 @@ ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
 void
 ngx_http_pyexec_session_checkpoint_idle(void)
 {
+    ngx_http_pyexec_session_ckpt_walk(1);
+}
+
+
+static void
+ngx_http_pyexec_session_ckpt_walk(ngx_uint_t after_cell)
+{
     uint64_t                    now;
     ngx_uint_t                  left;
     ngx_msec_t                  wait;
@@ -367,6 +382,10 @@ ngx_http_pyexec_session_checkpoint_idle(void)
 
     left = ngx_http_pyexec_proc.ndirty;
     now = ngx_http_pyexec_interp_now_ms();
+
+    if (after_cell) {
+        ngx_http_pyexec_ckpt_cell_at = now;
+    }
 
     for (q = ngx_queue_last(&ngx_http_pyexec_proc.lru);
          left && q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
@@ -393,6 +412,14 @@ ngx_http_pyexec_session_checkpoint_idle(void)
             continue;
         }
 
+        wait = ngx_http_pyexec_session_ckpt_budget(now);
+
+        if (wait) {
+            /* the busy worker's share is spent: the rest once it is back */
+            ngx_http_pyexec_session_ckpt_later(wait);
+            return;
+        }
+
         if (ngx_http_pyexec_task_post_server(NGX_HTTP_PYEXEC_OP_CHECKPOINT, s,
                                       ngx_http_pyexec_session_checkpointed)
             != NGX_OK)
@@ -403,7 +430,53 @@ ngx_http_pyexec_session_checkpoint_idle(void)
         ngx_http_pyexec_session_dirty(s, 0);
         s->checkpointing = 1;
         s->refs++;
+
+        /* its cost, as its last checkpoint's */
+        ngx_http_pyexec_ckpt_budget -= (int64_t)
+            ngx_max(s->ckpt_cost, NGX_HTTP_PYEXEC_CKPT_MIN);
     }
+}
+
+
+/*
+ * The worker's share: besides each session's own (interp.c), a busy
+ * worker's checkpoints take at most a fiftieth of its time, so that a
+ * thousand sessions changed in turn do not each cost their cells a
+ * checkpoint (bench/run.sh's "many" through the front).  An idle worker's
+ * time is all theirs: a walk after a cell counts the time since the last
+ * one as busy, a walk on the timer counts the time since the last cell's
+ * end as idle, so that the last sessions of a burst are written as fast
+ * as before once the cells stop (t/010: a kill -9 a moment after them).
+ * A budget in us of checkpoint time, at most NGX_HTTP_PYEXEC_CKPT_BURST
+ * banked, spent at each post; the ms to wait until it is positive again
+ * at the idle rate.  Event loop only.
+ */
+
+static ngx_msec_t
+ngx_http_pyexec_session_ckpt_budget(uint64_t now)
+{
+    uint64_t  from, busy;
+
+    from = ngx_http_pyexec_ckpt_budget_at;
+
+    if (from && now > from) {
+        busy = ngx_http_pyexec_ckpt_cell_at > from
+               ? ngx_min(ngx_http_pyexec_ckpt_cell_at, now) - from : 0;
+
+        ngx_http_pyexec_ckpt_budget += (int64_t)
+            (busy * 1000 / NGX_HTTP_PYEXEC_CKPT_SHARE
+             + (now - from - busy) * 1000);
+    }
+
+    ngx_http_pyexec_ckpt_budget = ngx_min(ngx_http_pyexec_ckpt_budget,
+                                          NGX_HTTP_PYEXEC_CKPT_BURST);
+    ngx_http_pyexec_ckpt_budget_at = now;
+
+    if (ngx_http_pyexec_ckpt_budget > 0) {
+        return 0;
+    }
+
+    return (ngx_msec_t) (-ngx_http_pyexec_ckpt_budget / 1000) + 1;
 }
 
 
@@ -474,7 +547,7 @@ ngx_http_pyexec_session_ckpt_later(ngx_msec_t wait)
 static void
 ngx_http_pyexec_session_ckpt_retry(ngx_event_t *ev)
 {
-    ngx_http_pyexec_session_checkpoint_idle();
+    ngx_http_pyexec_session_ckpt_walk(0);
 }
 
 

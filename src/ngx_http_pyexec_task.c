@@ -710,6 +710,7 @@ ngx_http_pyexec_task_drain(ngx_event_t *ev)
     for (i = 0; i < ngx_cycle->connection_n; i++, c++) {
 
         if (c->fd == (ngx_socket_t) -1 || c->fd == ngx_channel
+            || (c->read && c->read->channel)    /* front.c's socketpair */
             || (c->listening && c->listening->connection == c))
         {
             continue;

@@ -22,7 +22,8 @@ use Pyexec::Cells;
 use Pyexec::Instance;
 
 my $c = Pyexec::Cells->new(name => 'front', port_offset => 26,
-                           access_log => 1);
+    access_log => 1,
+    allow_alerts => [qr/\[alert\].*worker process \d+ exited on signal 9/]);
 my $ng = $c->ng;
 ok($c->start, 'the shipped nginx.conf starts with two workers');
 
@@ -243,6 +244,31 @@ ok(!grep({ !/"worker":"\d+\/\d+"/ } @lines), 'each line names the worker that an
 my $err = $c->log_after_start;
 my @errors = grep { /\[(error|crit|alert|emerg)\]/ } split /\n/, $err;
 is(join("\n", @errors), '', 'no [error], [crit] or [alert] in the log');
+
+# --- a worker killed mid-cell, the client's connection in it --------------
+
+# the cell runs in the worker that holds the connection: killed, the
+# connection closes with it, no half answer; the session's next request
+# (a new connection) is answered by the new worker
+my $victim = $c->id_on(1, 'victim');
+my $vs = conn();
+my $vb = '';
+my ($vst, $vr, $vh) = ask($vs, \$vb, $json->encode({ code => 'v = 1', session_id => $victim }));
+my (undef, $vpid) = Pyexec::Cells::worker_of($vh);
+is("$vst " . worker_of($vh), '200 1', 'a session of worker 1, its connection handed there');
+print $vs raw_execute($json->encode({ code => "import time\ntime.sleep(20)", session_id => $victim }));
+sleep 0.5;
+kill 'KILL', $vpid;
+my ($kst, $kbody) = read_one($vs, \$vb);
+is("$kst/" . length($kbody) . '/' . length($vb), '0/0/0',
+   'worker 1 killed under the cell: the connection closes, nothing half written');
+my $next = 0;
+for (1 .. 300) {
+    my ($r2, $st2) = $c->cell($victim, '2');
+    if ($st2 == 200) { $next = 1; last }
+    sleep 0.1;
+}
+ok($next, 'the session\'s next request is answered by the new worker 1');
 
 $c->stop;
 done_testing();
