@@ -347,6 +347,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, interrupt_on_disconnect),
       NULL },
 
+    { ngx_string("pyexec_sched_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, sched_batch),
+      NULL },
+
     { ngx_string("pyexec_front"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_pyexec_front,
@@ -469,6 +476,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->journal_execution_max = NGX_CONF_UNSET_SIZE;
     pmcf->journal_max = NGX_CONF_UNSET_SIZE;
     pmcf->interrupt_on_disconnect = NGX_CONF_UNSET;
+    pmcf->sched_batch = NGX_CONF_UNSET;
 
     return pmcf;
 }
@@ -502,6 +510,7 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(pmcf->journal_execution_max, 1024 * 1024);
     ngx_conf_init_size_value(pmcf->journal_max, 64 * 1024 * 1024);
     ngx_conf_init_value(pmcf->interrupt_on_disconnect, 0);
+    ngx_conf_init_value(pmcf->sched_batch, 1);
 
     if (pmcf->journal_execution_max < 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

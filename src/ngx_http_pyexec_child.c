@@ -32,6 +32,7 @@
 #include "ngx_http_pyexec_task.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -136,15 +137,21 @@ static int  ngx_http_pyexec_child_signals[] = {
 static void
 ngx_http_pyexec_child_atfork(void)
 {
-    int               *sig;
-    sigset_t           set;
-    ngx_int_t          n;
-    ngx_uint_t         i;
-    ngx_connection_t  *c;
+    int                 *sig;
+    sigset_t             set;
+    ngx_int_t            n;
+    ngx_uint_t           i;
+    ngx_connection_t    *c;
+    struct sched_param   sp;
 
     for (sig = ngx_http_pyexec_child_signals; *sig; sig++) {
         (void) signal(*sig, SIG_DFL);
     }
+
+    /* a plain process's scheduling (the interpreter thread's may be batch) */
+
+    ngx_memzero(&sp, sizeof(struct sched_param));
+    (void) sched_setscheduler(0, SCHED_OTHER, &sp);
 
     sigemptyset(&set);
     (void) sigprocmask(SIG_SETMASK, &set, NULL);

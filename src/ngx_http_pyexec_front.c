@@ -27,10 +27,8 @@
 #include "ngx_http_pyexec_common.h"
 #include "ngx_http_pyexec_front.h"
 #include "ngx_http_pyexec_handler.h"
-#include "ngx_http_pyexec_json.h"
 #include "ngx_http_pyexec_metrics.h"
 #include "ngx_http_pyexec_placement.h"
-#include "ngx_http_pyexec_reply.h"
 #include "ngx_http_pyexec_route.h"
 #include "ngx_http_pyexec_socket.h"
 
@@ -76,7 +74,6 @@ static void ngx_http_pyexec_front_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_front_route(ngx_http_request_t *r,
     ngx_uint_t *state, ngx_uint_t sync);
 static ngx_int_t ngx_http_pyexec_front_decide(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_pyexec_front_async(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_front_hand(ngx_http_request_t *r,
     ngx_uint_t w, ngx_str_t *id, ngx_uint_t minted);
 static u_char *ngx_http_pyexec_front_request(ngx_http_request_t *r,
@@ -312,12 +309,12 @@ ngx_http_pyexec_front_decide(ngx_http_request_t *r)
 {
     ngx_int_t                    w, self;
     ngx_str_t                    id;
-    ngx_uint_t                   minted, i, adopted;
+    ngx_uint_t                   minted, async, i, adopted;
     ngx_http_pyexec_loc_conf_t  *plcf;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyexec_module);
 
-    if (ngx_http_pyexec_route_session(r, &id, &minted) != NGX_OK) {
+    if (ngx_http_pyexec_route_session(r, &id, &minted, &async) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -326,7 +323,14 @@ ngx_http_pyexec_front_decide(ngx_http_request_t *r)
         return NGX_DECLINED;            /* not a worker with a socket */
     }
 
-    if (ngx_http_pyexec_front_async(r)) {
+    /*
+     * "async": true is proxied: its 202 goes out early while the request
+     * stays with its cell (handler.c), so the client's connection would
+     * wait for the cell's end before it could carry the next request (the
+     * poll); behind the proxy, the front's request ends with the 202
+     */
+
+    if (async) {
         return NGX_DECLINED;
     }
 
@@ -358,35 +362,6 @@ ngx_http_pyexec_front_decide(ngx_http_request_t *r)
     }
 
     return ngx_http_pyexec_front_hand(r, w, &id, minted);
-}
-
-
-/*
- * "async": true is proxied: its 202 goes out early while the request
- * stays with its cell (handler.c), so the client's connection would wait
- * for the cell's end before it could carry the next request (the poll);
- * behind the proxy, the front's request ends with the 202.  A body that
- * is not a valid request is run here: it gets the worker's own 422.
- */
-
-static ngx_uint_t
-ngx_http_pyexec_front_async(ngx_http_request_t *r)
-{
-    ngx_str_t                     body, err;
-    ngx_http_pyexec_request_t     req;
-    ngx_http_pyexec_main_conf_t  *pmcf;
-
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyexec_module);
-
-    if (ngx_http_pyexec_body(r, &body) != NGX_OK) {
-        return 1;
-    }
-
-    return ngx_http_pyexec_json_parse_request(r->pool, body.data, body.len,
-                                              pmcf->json_max_depth, &req,
-                                              &err)
-           == NGX_OK
-           && req.async;
 }
 
 
@@ -797,17 +772,13 @@ ngx_http_pyexec_front_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_pyexec_front_atfork(void)
 {
-    ngx_uint_t                         i;
     ngx_http_pyexec_front_channels_t  *ch = ngx_http_pyexec_front_channels;
 
     if (ch == NULL) {
         return;
     }
 
-    for (i = 0; i < ch->n; i++) {
-        (void) close(ch->fds[i][0]);
-        (void) close(ch->fds[i][1]);
-    }
+    ngx_http_pyexec_front_close_channels(ch);
 
     ngx_http_pyexec_front_channels = NULL;
     ngx_http_pyexec_front_channel = NULL;

@@ -208,6 +208,18 @@ ngx_int_t
 ngx_http_pyexec_json_session_id(ngx_pool_t *pool, ngx_chain_t *in,
     ngx_uint_t max_depth, ngx_str_t *id)
 {
+    ngx_uint_t  async;
+
+    return ngx_http_pyexec_json_route(pool, in, max_depth, id, &async);
+}
+
+
+/* the same scan, and whether the body asks for "async": true (else 0) */
+
+ngx_int_t
+ngx_http_pyexec_json_route(ngx_pool_t *pool, ngx_chain_t *in,
+    ngx_uint_t max_depth, ngx_str_t *id, ngx_uint_t *async)
+{
     yajl_handle                  h;
     yajl_status                  st;
     ngx_chain_t                 *cl;
@@ -243,6 +255,8 @@ ngx_http_pyexec_json_session_id(ngx_pool_t *pool, ngx_chain_t *in,
     if (ctx.nomem) {
         return NGX_ERROR;
     }
+
+    *async = st == yajl_status_ok && ctx.root_map && req.async;
 
     if (st != yajl_status_ok || !ctx.root_map || !req.has_session_id) {
         return NGX_DECLINED;

@@ -39,6 +39,8 @@ ngx_int_t ngx_http_pyexec_json_parse_request(ngx_pool_t *pool,
     ngx_http_pyexec_request_t *req, ngx_str_t *err);
 ngx_int_t ngx_http_pyexec_json_session_id(ngx_pool_t *pool,
     ngx_chain_t *in, ngx_uint_t max_depth, ngx_str_t *id);
+ngx_int_t ngx_http_pyexec_json_route(ngx_pool_t *pool, ngx_chain_t *in,
+    ngx_uint_t max_depth, ngx_str_t *id, ngx_uint_t *async);
 ngx_int_t ngx_http_pyexec_id_has_control(u_char *p, size_t len);
 ngx_int_t ngx_http_pyexec_id_is_valid(u_char *p, size_t len);
 ngx_int_t ngx_http_pyexec_json_is_utf8(u_char *p, size_t len);

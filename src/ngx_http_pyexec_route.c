@@ -36,6 +36,7 @@ typedef struct {
     unsigned                     resolved:1;
     unsigned                     minted:1;
     unsigned                     local:1;     /* run by the front itself */
+    unsigned                     async:1;     /* the body's "async": true */
 } ngx_http_pyexec_ctx_t;
 
 
@@ -43,7 +44,7 @@ static ngx_http_pyexec_ctx_t *ngx_http_pyexec_ctx(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     ngx_http_pyexec_ctx_t **ctxp);
 static ngx_int_t ngx_http_pyexec_route_body_id(ngx_http_request_t *r,
-    ngx_str_t *id);
+    ngx_str_t *id, ngx_uint_t *async);
 static ngx_int_t ngx_http_pyexec_route_exec_id(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_variable_session(ngx_http_request_t *r,
@@ -145,11 +146,12 @@ ngx_http_pyexec_route_is_new(ngx_http_request_t *r)
 }
 
 
-/* the id a front routes this request on (minted: made for it) */
+/* the id a front routes this request on (minted: made for it), and
+ * whether the body asked for "async" */
 
 ngx_int_t
 ngx_http_pyexec_route_session(ngx_http_request_t *r, ngx_str_t *id,
-    ngx_uint_t *minted)
+    ngx_uint_t *minted, ngx_uint_t *async)
 {
     ngx_http_pyexec_ctx_t  *ctx;
 
@@ -159,6 +161,7 @@ ngx_http_pyexec_route_session(ngx_http_request_t *r, ngx_str_t *id,
 
     *id = ctx->id;
     *minted = ctx->minted;
+    *async = ctx->async;
 
     return NGX_OK;
 }
@@ -218,6 +221,7 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
 {
     u_char                 *p;
     ngx_int_t               rc;
+    ngx_uint_t              async;
     ngx_http_pyexec_ctx_t         *ctx;
 
     ctx = ngx_http_pyexec_ctx(r);
@@ -231,7 +235,8 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    rc = ngx_http_pyexec_route_body_id(r, &ctx->id);
+    rc = ngx_http_pyexec_route_body_id(r, &ctx->id, &async);
+    ctx->async = async;
 
     if (rc == NGX_DECLINED) {
         /* a header id that is too long or not UTF-8 is not routed on:
@@ -324,13 +329,16 @@ ngx_http_pyexec_route_exec_id(ngx_http_request_t *r, ngx_str_t *id)
  */
 
 static ngx_int_t
-ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
+ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_uint_t *async)
 {
     ngx_int_t                     rc;
     ngx_str_t                     body, err, *type;
     ngx_chain_t                  *cl;
     ngx_http_pyexec_request_t     req;
     ngx_http_pyexec_main_conf_t  *pmcf;
+
+    *async = 0;
 
     if (r->request_body == NULL || r->request_body->rest
         || r->request_body->bufs == NULL)
@@ -359,9 +367,9 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
     }
 
     if (cl == NULL) {
-        rc = ngx_http_pyexec_json_session_id(r->pool, r->request_body->bufs,
-                                             pmcf->json_max_depth,
-                                             &req.session_id);
+        rc = ngx_http_pyexec_json_route(r->pool, r->request_body->bufs,
+                                        pmcf->json_max_depth,
+                                        &req.session_id, async);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -380,6 +388,8 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id)
         {
             return NGX_ERROR;
         }
+
+        *async = req.async;
     }
 
     /* an invalid body is routed by the other rules; the worker says 422 */

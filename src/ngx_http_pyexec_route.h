@@ -22,7 +22,7 @@ ngx_int_t ngx_http_pyexec_route_header_id(ngx_http_request_t *r,
     ngx_str_t *id);
 ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_route_session(ngx_http_request_t *r, ngx_str_t *id,
-    ngx_uint_t *minted);
+    ngx_uint_t *minted, ngx_uint_t *async);
 void ngx_http_pyexec_route_local(ngx_http_request_t *r);
 ngx_uint_t *ngx_http_pyexec_route_front_state(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
