@@ -245,6 +245,26 @@ my $err = $c->log_after_start;
 my @errors = grep { /\[(error|crit|alert|emerg)\]/ } split /\n/, $err;
 is(join("\n", @errors), '', 'no [error], [crit] or [alert] in the log');
 
+# --- pyexec_sched_batch on (the default): the worker's two threads --------
+
+{
+    my ($r1) = $c->cell($on{0}, "import os\nos.sched_getscheduler(0) == os.SCHED_BATCH");
+    is(($r1 && $r1->{result}) ? 'yes' : 'no', 'yes', 'the interpreter thread runs SCHED_BATCH');
+    my ($r2) = $c->cell($on{0}, "import os\nr, w = os.pipe()\npid = os.fork()\n"
+        . "if pid == 0:\n    os.write(w, str(os.sched_getscheduler(0)).encode())\n    os._exit(0)\n"
+        . "os.waitpid(pid, 0)\nint(os.read(r, 10))");
+    is($r2 && $r2->{result}, Pyexec::Cells::plain("import os\nprint(os.sched_getscheduler(0))") =~ s/\s+$//r,
+       'a child it forks is scheduled as under /usr/bin/python3.11 (SCHED_OTHER)');
+    my ($w0pid) = (Pyexec::Cells::worker_of(($ng->http('GET', "/sessions/$on{0}"))[2]))[1];
+    my @policies;
+    for my $st (glob "/proc/$w0pid/task/*/stat") {
+        open my $f, '<', $st or next;
+        my @f = split / /, (<$f> =~ s/^.*\) //r);
+        push @policies, $f[38];      # field 41, policy (after pid and comm)
+    }
+    ok((grep { $_ == 3 } @policies) >= 2, "the event loop and the interpreter thread too: policies @policies");
+}
+
 # --- a worker killed mid-cell, the client's connection in it --------------
 
 # the cell runs in the worker that holds the connection: killed, the
