@@ -112,6 +112,8 @@ typedef struct {
     uint64_t                     timeouts;
     uint64_t                     started_ms;
     ngx_uint_t                   cells;       /* in flight: placement.c */
+    uint64_t                     busy_ms;     /* with cells in flight, */
+    uint64_t                     busy_since;  /* till the last went (ms) */
     volatile ngx_uint_t          stopping;    /* NGX_HTTP_PYEXEC_STOP_* */
     unsigned                     ready:1;
     unsigned                     warm:1;      /* session_init's imports */

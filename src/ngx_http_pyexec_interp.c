@@ -459,9 +459,8 @@ ngx_http_pyexec_interp_checkpoint_path(ngx_http_pyexec_session_t *s,
  * checkpoints (eight agents' sessions on two cores took 10% of a core
  * each at a tenth, bench/fleet.sh; a small session written at every
  * pause of a busy worker, 0.7 ms each, cost its cells a third of their
- * rate): one whose last checkpoint kept the interpreter thread 1 ms is
- * written again 50 ms after it began at the earliest, one of 50 ms 2.5 s
- * after.  The ms
+ * rate): one whose last checkpoint took 1 ms of CPU is written again 50
+ * ms after it began at the earliest, one of 50 ms 2.5 s after.  The ms
  * to wait, 0 if due.  Event loop (before it posts the task) and
  * interpreter thread.
  */
@@ -500,7 +499,7 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     ngx_uint_t count, ngx_uint_t fork_it, ngx_log_t *log)
 {
     u_char      path[NGX_MAX_PATH];
-    uint64_t    now, cpu, wall;
+    uint64_t    now, cpu;
     ngx_pid_t   pid;
     PyObject   *res;
     Py_ssize_t  n;
@@ -565,7 +564,6 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     }
 
     cpu = ngx_http_pyexec_interp_cpu_us();
-    wall = ngx_http_pyexec_interp_now_us();
 
     res = PyObject_CallFunction(ngx_http_pyexec_checkpoint, "OOsy#nn",
                                 (PyObject *) s->ns, (PyObject *) s->injected,
@@ -584,16 +582,8 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
     }
 
     if (pid == 0 && !fork_it) {
-        /*
-         * the cost is the time the cells waited, not only the CPU: a
-         * small pickle took 0.8 ms of CPU but 2.5 ms of the thread's time
-         * (the file's open, write, renames), bench/run.sh's front
-         */
-
         cpu = ngx_http_pyexec_interp_cpu_us() - cpu;
-        wall = ngx_http_pyexec_interp_now_us() - wall;
-        s->ckpt_cost = (uint32_t) ngx_min(ngx_max(cpu, wall),
-                                          NGX_MAX_UINT32_VALUE);
+        s->ckpt_cost = (uint32_t) ngx_min(cpu, NGX_MAX_UINT32_VALUE);
         ngx_http_pyexec_metrics_checkpoint(cpu, (char *) path);
     }
 

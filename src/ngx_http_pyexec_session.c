@@ -36,7 +36,7 @@ static ngx_event_t       ngx_http_pyexec_ckpt_retry;
 static int64_t           ngx_http_pyexec_ckpt_budget =
                              NGX_HTTP_PYEXEC_CKPT_BURST;   /* us */
 static uint64_t          ngx_http_pyexec_ckpt_budget_at;   /* ms */
-static uint64_t          ngx_http_pyexec_ckpt_cell_at;     /* ms */
+static uint64_t          ngx_http_pyexec_ckpt_busy_at;     /* ms busy then */
 static ngx_connection_t  ngx_http_pyexec_ckpt_conn;     /* ev->data, logs */
 
 
@@ -44,7 +44,6 @@ static ngx_int_t ngx_http_pyexec_session_grow(void);
 static void ngx_http_pyexec_session_unlink(ngx_http_pyexec_session_t *s);
 static void ngx_http_pyexec_session_expire(ngx_event_t *ev);
 static void ngx_http_pyexec_session_checkpointed(ngx_event_t *ev);
-static void ngx_http_pyexec_session_ckpt_walk(ngx_uint_t after_cell);
 static void ngx_http_pyexec_session_ckpt_later(ngx_msec_t wait);
 static ngx_msec_t ngx_http_pyexec_session_ckpt_budget(uint64_t now);
 static void ngx_http_pyexec_session_destroyed(ngx_event_t *ev);
@@ -354,13 +353,6 @@ ngx_http_pyexec_session_release(ngx_http_pyexec_session_t *s)
 void
 ngx_http_pyexec_session_checkpoint_idle(void)
 {
-    ngx_http_pyexec_session_ckpt_walk(1);
-}
-
-
-static void
-ngx_http_pyexec_session_ckpt_walk(ngx_uint_t after_cell)
-{
     uint64_t                    now;
     ngx_uint_t                  left;
     ngx_msec_t                  wait;
@@ -382,10 +374,6 @@ ngx_http_pyexec_session_ckpt_walk(ngx_uint_t after_cell)
 
     left = ngx_http_pyexec_proc.ndirty;
     now = ngx_http_pyexec_interp_now_ms();
-
-    if (after_cell) {
-        ngx_http_pyexec_ckpt_cell_at = now;
-    }
 
     for (q = ngx_queue_last(&ngx_http_pyexec_proc.lru);
          left && q != ngx_queue_sentinel(&ngx_http_pyexec_proc.lru);
@@ -442,12 +430,11 @@ ngx_http_pyexec_session_ckpt_walk(ngx_uint_t after_cell)
  * The worker's share: besides each session's own (interp.c), a busy
  * worker's checkpoints take at most a fiftieth of its time, so that a
  * thousand sessions changed in turn do not each cost their cells a
- * checkpoint (bench/run.sh's "many" through the front).  An idle worker's
- * time is all theirs: a walk after a cell counts the time since the last
- * one as busy, a walk on the timer counts the time since the last cell's
- * end as idle, so that the last sessions of a burst are written as fast
- * as before once the cells stop (t/010: a kill -9 a moment after them).
- * A budget in us of checkpoint time, at most NGX_HTTP_PYEXEC_CKPT_BURST
+ * checkpoint (bench/run.sh's "many" through the front).  Time with no
+ * cell in flight is all theirs, so that the last sessions of a burst are
+ * written as fast as before once the cells stop (t/010: a kill -9 a
+ * moment after them), and sparse cells are not held back (t/032).  A
+ * budget in us of checkpoint time, at most NGX_HTTP_PYEXEC_CKPT_BURST
  * banked, spent at each post; the ms to wait until it is positive again
  * at the idle rate.  Event loop only.
  */
@@ -455,13 +442,18 @@ ngx_http_pyexec_session_ckpt_walk(ngx_uint_t after_cell)
 static ngx_msec_t
 ngx_http_pyexec_session_ckpt_budget(uint64_t now)
 {
-    uint64_t  from, busy;
+    uint64_t  from, busy, busy_now;
 
     from = ngx_http_pyexec_ckpt_budget_at;
 
+    busy_now = ngx_http_pyexec_proc.busy_ms;
+
+    if (ngx_http_pyexec_proc.cells && now > ngx_http_pyexec_proc.busy_since) {
+        busy_now += now - ngx_http_pyexec_proc.busy_since;
+    }
+
     if (from && now > from) {
-        busy = ngx_http_pyexec_ckpt_cell_at > from
-               ? ngx_min(ngx_http_pyexec_ckpt_cell_at, now) - from : 0;
+        busy = ngx_min(busy_now - ngx_http_pyexec_ckpt_busy_at, now - from);
 
         ngx_http_pyexec_ckpt_budget += (int64_t)
             (busy * 1000 / NGX_HTTP_PYEXEC_CKPT_SHARE
@@ -471,6 +463,7 @@ ngx_http_pyexec_session_ckpt_budget(uint64_t now)
     ngx_http_pyexec_ckpt_budget = ngx_min(ngx_http_pyexec_ckpt_budget,
                                           NGX_HTTP_PYEXEC_CKPT_BURST);
     ngx_http_pyexec_ckpt_budget_at = now;
+    ngx_http_pyexec_ckpt_busy_at = busy_now;
 
     if (ngx_http_pyexec_ckpt_budget > 0) {
         return 0;
@@ -547,7 +540,7 @@ ngx_http_pyexec_session_ckpt_later(ngx_msec_t wait)
 static void
 ngx_http_pyexec_session_ckpt_retry(ngx_event_t *ev)
 {
-    ngx_http_pyexec_session_ckpt_walk(0);
+    ngx_http_pyexec_session_checkpoint_idle();
 }
 
 

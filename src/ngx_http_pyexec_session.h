@@ -25,7 +25,7 @@ struct ngx_http_pyexec_session_s {
     time_t                       last_used;
     uint32_t                     hash;
     ngx_pid_t                    ckpt_pid;    /* its checkpoint's writer */
-    uint32_t                     ckpt_cost;   /* its last one's time, us */
+    uint32_t                     ckpt_cost;   /* its last one's CPU, us */
     uint64_t                     ckpt_at;     /* when it was begun, ms */
     uint64_t                     last_exec;   /* its latest cell's exec_id */
     uint32_t                     last_ms;     /* its last ended cell's, ms */

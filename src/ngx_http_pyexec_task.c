@@ -184,7 +184,10 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
     ngx_queue_insert_tail(&ngx_http_pyexec_tasks, &t->queue);
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
-        ngx_http_pyexec_proc.cells++;
+        if (ngx_http_pyexec_proc.cells++ == 0) {
+            ngx_http_pyexec_proc.busy_since = ngx_http_pyexec_interp_now_ms();
+        }
+
         ngx_http_pyexec_placement_report();
     }
 
@@ -374,7 +377,11 @@ ngx_http_pyexec_task_event(ngx_event_t *ev)
     ngx_http_pyexec_journal_release(t->exec);   /* the thread let go */
 
     if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE) {
-        ngx_http_pyexec_proc.cells--;
+        if (--ngx_http_pyexec_proc.cells == 0) {
+            ngx_http_pyexec_proc.busy_ms += ngx_http_pyexec_interp_now_ms()
+                                            - ngx_http_pyexec_proc.busy_since;
+        }
+
         ngx_http_pyexec_placement_report();
     }
 
