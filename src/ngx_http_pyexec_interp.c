@@ -340,10 +340,11 @@ ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log)
  * other when it wakes it: the event loop hands over all the cells it read
  * before the interpreter thread runs them, and takes all their answers
  * after, instead of a switch there and back per cell on a shared core
- * (0.7 context switches per cell down to 0.2, bench/run.sh).  A request
- * that arrives while a cell computes waits at most for the scheduler's
- * slice (bench/run.sh's /health probe).  The stop watcher stays as it was;
- * a fork()ed child gets SCHED_OTHER back (child.c).
+ * (0.71 context switches per trivial cell down to 0.19).  Off by default:
+ * a request that arrives while a cell computes then waits for the
+ * interpreter thread's slice (/health p50 0.6 ms -> 2-5 ms).  The stop
+ * watcher stays as it was; a fork()ed child gets SCHED_OTHER back
+ * (child.c).
  */
 
 static void

@@ -22,7 +22,7 @@ use Pyexec::Cells;
 use Pyexec::Instance;
 
 my $c = Pyexec::Cells->new(name => 'front', port_offset => 26,
-    access_log => 1,
+    access_log => 1, http_extra => '    pyexec_sched_batch on;',
     allow_alerts => [qr/\[alert\].*worker process \d+ exited on signal 9/]);
 my $ng = $c->ng;
 ok($c->start, 'the shipped nginx.conf starts with two workers');
@@ -245,7 +245,7 @@ my $err = $c->log_after_start;
 my @errors = grep { /\[(error|crit|alert|emerg)\]/ } split /\n/, $err;
 is(join("\n", @errors), '', 'no [error], [crit] or [alert] in the log');
 
-# --- pyexec_sched_batch on (the default): the worker's two threads --------
+# --- pyexec_sched_batch on (this file's conf): the worker's two threads ----
 
 {
     my ($r1) = $c->cell($on{0}, "import os\nos.sched_getscheduler(0) == os.SCHED_BATCH");
