@@ -424,13 +424,16 @@ ngx_http_pyexec_front_hand(ngx_http_request_t *r, ngx_uint_t w,
         return NGX_DECLINED;
     }
 
-    ls = c->listening - (ngx_listening_t *) ngx_cycle->listening.elts;
+    /* a listening of the cycle (not socket.c's private copy): its index */
 
     if (c->listening < (ngx_listening_t *) ngx_cycle->listening.elts
-        || ls >= ngx_cycle->listening.nelts)
+        || c->listening >= (ngx_listening_t *) ngx_cycle->listening.elts
+                           + ngx_cycle->listening.nelts)
     {
         return NGX_DECLINED;
     }
+
+    ls = c->listening - (ngx_listening_t *) ngx_cycle->listening.elts;
 
     for (cl = rb->bufs; cl; cl = cl->next) {
         if (!ngx_buf_special(cl->buf) && !ngx_buf_in_memory_only(cl->buf)) {
@@ -438,12 +441,13 @@ ngx_http_pyexec_front_hand(ngx_http_request_t *r, ngx_uint_t w,
         }
     }
 
-    p = ngx_pnalloc(r->pool, sizeof(ngx_http_pyexec_front_msg_t)
-                             + NGX_HTTP_PYEXEC_FRONT_MAX);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
+    /*
+     * the worker's message buffer, also the receiving one: one event loop,
+     * sendmsg() copies it, and a message received is copied out before
+     * its connection is served
+     */
 
+    p = ngx_http_pyexec_front_buf;
     m = (ngx_http_pyexec_front_msg_t *) p;
     last = p + sizeof(ngx_http_pyexec_front_msg_t) + NGX_HTTP_PYEXEC_FRONT_MAX;
 
