@@ -26,7 +26,7 @@ sleep 0.5
 perf record -q -F 1999 -g -p "$worker" -o "$OUT/perf.data" -- sleep "$SECS" 2>/dev/null
 wait %2 2>/dev/null || true
 echo "# perf, $W, worker $worker: by thread"
-perf report -i "$OUT/perf.data" --stdio --no-children --sort tid -q 2>/dev/null | grep -v '^$' | head -5
+perf report -i "$OUT/perf.data" --stdio --no-children --sort pid -q 2>/dev/null | grep -v '^$' | head -5
 echo "# by symbol (self time)"
 perf report -i "$OUT/perf.data" --stdio --no-children --sort dso,sym -q -g none 2>/dev/null \
     | grep -v '^$' | head -25

@@ -58,8 +58,13 @@ def _check_str(s):
                         + type(s).__name__)
 
 
-class _Capture(_TextSink):
-    """A text stream that keeps at most `cap` characters."""
+class _Capture:
+    """Where a cell's writes to one stream go (through its _Router, the
+    sys.stdout users see): at most `cap` characters kept.  No io class:
+    two of them die with every cell, and an io object's finalizer calls
+    close() and flush() in Python."""
+
+    __slots__ = ("_parts", "_room", "truncated", "cut_bytes")
 
     def __init__(self, cap):
         self._parts = []
@@ -93,8 +98,10 @@ class _Streamed(_Capture):
     sent on to the execution's journal as it happens (interp.c's emit(),
     for a stream and for GET /executions/{id}/events)."""
 
+    __slots__ = ("_kind",)
+
     def __init__(self, cap, kind):
-        super().__init__(cap)
+        _Capture.__init__(self, cap)
         self._kind = kind
 
     def write(self, s):
@@ -107,8 +114,10 @@ class _Streamed(_Capture):
 class _Discard(_Capture):
     """Between cells: output of stray threads goes nowhere, never to nginx."""
 
+    __slots__ = ()
+
     def __init__(self):
-        super().__init__(0)
+        _Capture.__init__(self, 0)
 
     def write(self, s):
         return len(s)
@@ -194,6 +203,10 @@ class _NoInput(io.TextIOBase):
 
 
 _data_dir = None
+# each cell starts in the data folder; os.chdir() and os.fchdir() say when
+# a cell moved (a chdir per cell was a path walk in the kernel each time)
+_cwd_moved = False
+_os_chdir = os.chdir
 _cache = {}
 _CACHE_MAX = 1024
 _enter = _leave = None
@@ -250,6 +263,19 @@ def _refuse_signal(real):
     return guarded
 
 
+def _moving_cwd(name):
+    real = getattr(os, name)
+
+    def moving(*args, **kwargs):
+        global _cwd_moved
+        _cwd_moved = True
+        return real(*args, **kwargs)
+
+    moving.__name__ = name
+    moving.__doc__ = real.__doc__
+    return moving
+
+
 def setup(data_dir, c_enter, c_leave, signo, handler, executable,
           c_disarm, c_stop_threads, grace_ms):
     global _data_dir, _enter, _leave, _disarm, _stop_threads, _grace_ms
@@ -276,6 +302,8 @@ def setup(data_dir, c_enter, c_leave, signo, handler, executable,
     os._exit = _refuse_exit("_exit")
     os.abort = _refuse_exit("abort")
     os.kill = _refuse_kill("kill")
+    os.chdir = _moving_cwd("chdir")
+    os.fchdir = _moving_cwd("fchdir")
     os.killpg = _refuse_kill("killpg")
     threading._start_new_thread = _start_new_thread
     _thread.start_new_thread = _thread.start_new = _start_new_thread
@@ -506,6 +534,8 @@ def display(*objs, include=None, exclude=None, metadata=None,
 class _Outputs:
     """The display() bundles of one cell: each text capped like stdout,
     a binary one past the cap left out (and said so on stderr)."""
+
+    __slots__ = ("items", "_cap", "_room", "truncated")
 
     def __init__(self, cap):
         self.items = []
@@ -877,6 +907,7 @@ def run(sess, src, cap):
      error_name, error, traceback, truncated, duration_ms, figures,
      plain_text, outputs, stdout_cut_bytes, stderr_cut_bytes); outputs are
     (mime, data, bundle pairs or None)."""
+    global _cwd_moved
     if _emit is not None:
         out = _Streamed(cap, "stdout")
         err = _Streamed(cap, "stderr")
@@ -889,9 +920,10 @@ def run(sess, src, cap):
     exc = None
     figures = []
     repr_cut = False
-    if _data_dir:
+    if _cwd_moved and _data_dir:
+        _cwd_moved = False
         try:
-            os.chdir(_data_dir)
+            _os_chdir(_data_dir)
         except OSError:
             pass
     t0 = time.perf_counter()

@@ -41,6 +41,7 @@
 
 
 static void ngx_http_pyexec_child_atfork(void);
+static void ngx_http_pyexec_child_forking(void);
 static void ngx_http_pyexec_child_timer(ngx_event_t *ev);
 static void ngx_http_pyexec_child_reap_done(ngx_event_t *ev);
 
@@ -49,6 +50,15 @@ static ngx_event_t       ngx_http_pyexec_child_event;
 static ngx_connection_t  ngx_http_pyexec_child_dumb;  /* for debug logs */
 static ngx_uint_t        ngx_http_pyexec_child_posted;
 static ngx_uint_t        ngx_http_pyexec_child_registered;
+
+/*
+ * Kept by the fork handlers, so that a cell's end makes no system call
+ * for either question: whether this worker ever forked (until it did, no
+ * child of it can have exited), and whether this process is a fork()ed
+ * copy of the worker (getpid() is a system call in glibc).
+ */
+static volatile ngx_uint_t  ngx_http_pyexec_child_forked;
+volatile ngx_uint_t         ngx_http_pyexec_child_copy;
 
 
 ngx_int_t
@@ -68,7 +78,8 @@ ngx_http_pyexec_child_init_process(ngx_cycle_t *cycle)
     }
 
     if (!ngx_http_pyexec_child_registered) {
-        err = pthread_atfork(NULL, NULL, ngx_http_pyexec_child_atfork);
+        err = pthread_atfork(NULL, ngx_http_pyexec_child_forking,
+                             ngx_http_pyexec_child_atfork);
         if (err != 0) {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
                           "pyexec: pthread_atfork() failed");
@@ -110,6 +121,10 @@ ngx_http_pyexec_child_exited(void)
 {
     siginfo_t  si;
 
+    if (!ngx_http_pyexec_child_forked) {
+        return 0;
+    }
+
     si.si_pid = 0;
 
     if (waitid(P_ALL, 0, &si, WEXITED|WNOHANG|WNOWAIT) == -1) {
@@ -134,6 +149,15 @@ static int  ngx_http_pyexec_child_signals[] = {
 };
 
 
+/* in the parent, after fork(): from now on children may exit */
+
+static void
+ngx_http_pyexec_child_forking(void)
+{
+    ngx_http_pyexec_child_forked = 1;
+}
+
+
 static void
 ngx_http_pyexec_child_atfork(void)
 {
@@ -143,6 +167,8 @@ ngx_http_pyexec_child_atfork(void)
     ngx_uint_t           i;
     ngx_connection_t    *c;
     struct sched_param   sp;
+
+    ngx_http_pyexec_child_copy = 1;
 
     for (sig = ngx_http_pyexec_child_signals; *sig; sig++) {
         (void) signal(*sig, SIG_DFL);

@@ -235,6 +235,14 @@ static const char  *ngx_http_pyexec_sys_names[] = {
     "stdout", "stderr", "__stdout__", "__stderr__", "stdin", "__stdin__"
 };
 
+#define NGX_HTTP_PYEXEC_SYS_NAMES                                             \
+    (sizeof(ngx_http_pyexec_sys_names) / sizeof(ngx_http_pyexec_sys_names[0]))
+
+/* the names above as interned strings, and sys's dict as marked */
+static PyObject  *ngx_http_pyexec_sys_keys[NGX_HTTP_PYEXEC_SYS_NAMES];
+static PyObject  *ngx_http_pyexec_sys_dict;
+static uint64_t   ngx_http_pyexec_sys_tag;
+
 
 const char *
 ngx_http_pyexec_interp_version(void)
@@ -973,7 +981,7 @@ ngx_http_pyexec_interp_checkpoint_all(void)
         || !ngx_http_pyexec_proc.ready || ngx_http_pyexec_proc.failed
         || ngx_http_pyexec_running_seq != 0
         || ngx_http_pyexec_proc.stopping == NGX_HTTP_PYEXEC_STOP_RECYCLE
-        || getpid() != ngx_pid
+        || ngx_http_pyexec_child_is_copy()
         || ngx_http_pyexec_proc.lru.next == NULL)
     {
         return;
@@ -1879,7 +1887,7 @@ ngx_http_pyexec_interp_after(ngx_log_t *log)
      * ends now, before it could touch the worker's event loop or sockets.
      */
 
-    if (getpid() != ngx_pid) {
+    if (ngx_http_pyexec_child_is_copy()) {
         _exit(0);
     }
 
@@ -2035,7 +2043,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
                                        (PyObject *) t->session->ns, code,
                                        ngx_http_pyexec_cap, NULL);
 
-    if (getpid() == ngx_pid) {
+    if (!ngx_http_pyexec_child_is_copy()) {
         /* not in a child a cell fork()ed: it may hold a copy of the lock */
         (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
         ngx_http_pyexec_running_seq = 0;
@@ -2707,22 +2715,35 @@ ngx_http_pyexec_interp_cpu_us(void)
 size_t
 ngx_http_pyexec_interp_rss(void)
 {
-    char     buf[64];
-    ssize_t  n;
-    long     pages, resident;
+    u_char     buf[64], *p, *last, *start;
+    ssize_t    n;
+    ngx_int_t  resident;
 
     if (ngx_http_pyexec_statm == NGX_INVALID_FILE) {
         return 0;
     }
 
-    n = pread(ngx_http_pyexec_statm, buf, sizeof(buf) - 1, 0);
+    n = pread(ngx_http_pyexec_statm, buf, sizeof(buf), 0);
     if (n <= 0) {
         return 0;
     }
 
-    buf[n] = '\0';
+    /* "size resident shared ...": the second field, in pages */
 
-    if (sscanf(buf, "%ld %ld", &pages, &resident) != 2) {
+    last = buf + n;
+    p = ngx_strlchr(buf, last, ' ');
+    if (p == NULL) {
+        return 0;
+    }
+
+    start = ++p;
+
+    while (p < last && *p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    resident = ngx_atoi(start, p - start);
+    if (resident == NGX_ERROR) {
         return 0;
     }
 
@@ -2735,7 +2756,7 @@ ngx_http_pyexec_interp_rss(void)
 void
 ngx_http_pyexec_interp_stop_watch(void)
 {
-    if (ngx_http_pyexec_watching && getpid() == ngx_pid) {
+    if (ngx_http_pyexec_watching && !ngx_http_pyexec_child_is_copy()) {
         ngx_http_pyexec_watch_done = 1;
         (void) pthread_join(ngx_http_pyexec_watcher, NULL);
         ngx_http_pyexec_watching = 0;
@@ -2784,7 +2805,9 @@ ngx_http_pyexec_interp_emit(PyObject *self, PyObject *args)
 
     /* a child a cell fork()ed has a copy of the journal and of its lock */
 
-    if (ngx_http_pyexec_emit_exec == NULL || getpid() != ngx_pid) {
+    if (ngx_http_pyexec_emit_exec == NULL
+        || ngx_http_pyexec_child_is_copy())
+    {
         Py_RETURN_NONE;
     }
 
@@ -2837,11 +2860,30 @@ ngx_http_pyexec_interp_streams_mark(PyObject *self, PyObject *args)
 
     if (nc + no > NGX_HTTP_PYEXEC_GUARDED
         || PyTuple_GET_SIZE(streams)
-           != (Py_ssize_t) (sizeof(ngx_http_pyexec_sys_names)
-                            / sizeof(ngx_http_pyexec_sys_names[0])))
+           != (Py_ssize_t) NGX_HTTP_PYEXEC_SYS_NAMES)
     {
         PyErr_SetString(PyExc_ValueError, "_streams_mark(): sizes");
         return NULL;
+    }
+
+    for (i = 0; i < (Py_ssize_t) NGX_HTTP_PYEXEC_SYS_NAMES; i++) {
+        if (ngx_http_pyexec_sys_keys[i] == NULL) {
+            ngx_http_pyexec_sys_keys[i] =
+                PyUnicode_InternFromString(ngx_http_pyexec_sys_names[i]);
+
+            if (ngx_http_pyexec_sys_keys[i] == NULL) {
+                return NULL;
+            }
+        }
+    }
+
+    if (ngx_http_pyexec_sys_dict == NULL) {
+        o = PyImport_AddModule("sys");              /* borrowed */
+        if (o == NULL) {
+            return NULL;
+        }
+
+        ngx_http_pyexec_sys_dict = Py_NewRef(PyModule_GetDict(o));
     }
 
     for (i = 0; i < nc; i++) {
@@ -2884,6 +2926,8 @@ ngx_http_pyexec_interp_streams_mark(PyObject *self, PyObject *args)
     ngx_http_pyexec_nclasses = nc;
     ngx_http_pyexec_nguarded = nc + no;
     ngx_http_pyexec_sys_streams = Py_NewRef(streams);
+    ngx_http_pyexec_sys_tag =
+        ((PyDictObject *) ngx_http_pyexec_sys_dict)->ma_version_tag;
 
     Py_RETURN_NONE;
 }
@@ -2932,13 +2976,21 @@ ngx_http_pyexec_interp_streams_same(PyObject *self, PyObject *args)
         }
     }
 
-    for (i = 0; i < sizeof(ngx_http_pyexec_sys_names)
-                    / sizeof(ngx_http_pyexec_sys_names[0]); i++)
+    /* nothing in sys was set since the mark: its bindings are as marked */
+
+    if (((PyDictObject *) ngx_http_pyexec_sys_dict)->ma_version_tag
+        == ngx_http_pyexec_sys_tag)
     {
+        Py_RETURN_TRUE;
+    }
+
+    for (i = 0; i < NGX_HTTP_PYEXEC_SYS_NAMES; i++) {
         /* borrowed; NULL (deleted) is never the marked object */
-        if (PySys_GetObject(ngx_http_pyexec_sys_names[i])
+        if (PyDict_GetItemWithError(ngx_http_pyexec_sys_dict,
+                                    ngx_http_pyexec_sys_keys[i])
             != PyTuple_GET_ITEM(ngx_http_pyexec_sys_streams, i))
         {
+            PyErr_Clear();
             Py_RETURN_FALSE;
         }
     }

@@ -853,9 +853,15 @@ ngx_http_pyexec_json_key(ngx_http_pyexec_json_t *j, const char *key)
 void
 ngx_http_pyexec_json_int(ngx_http_pyexec_json_t *j, long long n)
 {
+    u_char  buf[NGX_INT64_LEN + 1], *p;
+
+    /* yajl_gen_integer() formats with sprintf(), a cost in every reply */
+
     if (ngx_http_pyexec_json_ok(j)) {
-        ngx_http_pyexec_json_check(j, yajl_gen_integer(j->g, n),
-                                   "yajl_gen_integer()");
+        p = ngx_sprintf(buf, "%L", (int64_t) n);
+        ngx_http_pyexec_json_check(j, yajl_gen_number(j->g, (char *) buf,
+                                                      p - buf),
+                                   "yajl_gen_number()");
     }
 }
 

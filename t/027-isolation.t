@@ -60,6 +60,20 @@ for my $break ("import sys\nsys.stdout.write = None",
 }
 
 # }}}
+# {{{ every cell starts in the data folder, whatever the last one did
+
+my $home = out($b, "import os\nprint(os.getcwd())");
+like($home, qr{^/.+\n$}, 'a cell starts in a folder: ' . ($home // '?'));
+(my $dir = $home // '') =~ s/\n$//;
+my $m = $c->id_on(1, 'isoM');       # A prints nothing since its lambda
+for my $move ("os.chdir('/tmp')", "os.fchdir(os.open('/', os.O_RDONLY))",
+              "import contextlib\nc = contextlib.chdir('/usr'); c.__enter__()") {
+    is(out($m, "import os\n$move\nprint(os.getcwd() != '$dir')"), "True\n", "`$move` moves the cell");
+    is(out($b, "import os\nprint(os.getcwd())"), $home, '... and the next cell, of another session, starts in the data folder');
+    is(out($m, "import os\nprint(os.getcwd())"), $home, '... and so does the next cell of the same session');
+}
+
+# }}}
 
 unlike($c->log_after_start(), qr/\[(alert|emerg|crit)\]/, 'no alert in the error log');
 $c->stop();
