@@ -8,6 +8,10 @@
 # nginx.conf's routing front (2 workers); then cold start, RSS per idle
 # session, /health latency while a cell computes, and the goals.
 #
+# Columns: req/s and its ratios; the servers' CPU per request (every process
+# and thread, from schedstat) and its ratio, which the VM's steal time (shown)
+# leaves alone.
+#
 # Env: SECS (5) CONNS (32) ROUNDS (3) WORKLOADS ("health trivial print state
 #      many cpu") BUSY_SECS (5)
 set -euo pipefail
@@ -127,39 +131,67 @@ run_wrk() { # url script conns secs -> "rps p50_us p99_us non2xx errors"
         | awk '/^RESULT/ {print $4, $5, $6, $7, $8}'
 }
 
+# CPU time (ns) of a process and all its descendants, every thread: the
+# servers' CPU per request, which this VM's steal time leaves alone (req/s
+# moves with it); and core 0's steal share over a run
+tree_ns() { # pid
+    local p ns=0 t
+    for t in /proc/"$1"/task/*/schedstat; do
+        read -r t _ < "$t" 2>/dev/null && ns=$((ns + t))
+    done
+    for p in $(pgrep -P "$1"); do ns=$((ns + $(tree_ns "$p"))); done
+    echo $ns
+}
+core0() { awk '$1 == "cpu0" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
+
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "# pyexec bench: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r)"
 echo "# wrk -t1 -c$CONNS -d${SECS}s on core 1, servers on core 0, $ROUNDS rounds, medians"
 echo "# x_nginx, x_ref: req/s over plain nginx's, over the reference's"
-printf '%-8s %-7s %10s %8s %8s %8s %8s %7s\n' workload server rps x_nginx x_ref p50_ms p99_ms non2xx
-targets=("nginx $BASE_PORT" "direct $PY_PORT" "front $FRONT_PORT")
-[ $ref = 1 ] && targets=("nginx $BASE_PORT" "ref $REF_PORT" "direct $PY_PORT" "front $FRONT_PORT")
+echo "# cpu_us: the server's CPU (every process and thread) per request; x_cpu: plain nginx's cpu_us over it"
+echo "# steal: core 0's time taken by the hypervisor during the workload"
+printf '%-8s %-7s %10s %8s %8s %8s %8s %8s %8s %7s %6s\n' workload server rps x_nginx x_ref p50_ms p99_ms \
+    cpu_us x_cpu non2xx steal
+targets=("nginx $BASE_PORT ${pids[0]}" "direct $PY_PORT ${pids[1]}" "front $FRONT_PORT ${pids[2]}")
+[ $ref = 1 ] && targets=("nginx $BASE_PORT ${pids[0]}" "ref $REF_PORT ${pids[3]}"
+                         "direct $PY_PORT ${pids[1]}" "front $FRONT_PORT ${pids[2]}")
 declare -A res
 for w in $WORKLOADS; do
-    declare -A rr=() r50=() r99=() rbad=()
+    declare -A rr=() r50=() r99=() rbad=() rcpu=()
+    read -r st0 all0 <<<"$(core0)"
     for _ in $(seq "$ROUNDS"); do
         for t in "${targets[@]}"; do
-            read -r name port <<<"$t"
+            read -r name port spid <<<"$t"
             taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$HERE/lua/$w.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
+            c0=$(tree_ns "$spid")
             read -r p p50 p99 n2 err <<<"$(run_wrk "http://127.0.0.1:$port" "$w" "$CONNS" "$SECS")"
+            c1=$(tree_ns "$spid")
             rr[$name]+="$p "; r50[$name]+="$p50 "; r99[$name]+="$p99 "
+            rcpu[$name]+="$(awk -v a="$c0" -v b="$c1" -v r="$p" -v s="$SECS" 'BEGIN {print (r > 0) ? (b - a) / 1000 / (r * s) : 0}') "
             rbad[$name]=$(( ${rbad[$name]:-0} + n2 + err ))
         done
     done
+    read -r st1 all1 <<<"$(core0)"
+    steal=$(awk -v a="$st0" -v b="$st1" -v c="$all0" -v d="$all1" 'BEGIN {printf "%.0f%%", 100 * (b - a) / (d - c)}')
+    ncpu=$(printf '%s\n' ${rcpu[nginx]} | median)
+    res[$w.nginx_cpu]=$ncpu
     nrps=$(printf '%s\n' ${rr[nginx]} | median)
     frps=0
     [ $ref = 1 ] && frps=$(printf '%s\n' ${rr[ref]} | median)
     for t in "${targets[@]}"; do
         read -r name _ <<<"$t"
         rps=$(printf '%s\n' ${rr[$name]} | median)
+        cpu=$(printf '%s\n' ${rcpu[$name]} | median)
+        res[$w.$name.cpu]=$cpu
         p99=$(printf '%s\n' ${r99[$name]} | median | awk '{print $1 / 1000}')
         res[$w.$name]=$rps; res[$w.$name.p99]=$p99; res[$w.nginx_rps]=$nrps; res[$w.ref_rps]=$frps
         xref=$(awk -v a="$rps" -v b="$frps" 'BEGIN {print (b > 0) ? sprintf("%.2f", a / b) : "-"}')
-        printf '%-8s %-7s %10.0f %8.3f %8s %8.2f %8.2f %7s\n' "$w" "$name" "$rps" \
+        printf '%-8s %-7s %10.0f %8.3f %8s %8.2f %8.2f %8.1f %8.3f %7s %6s\n' "$w" "$name" "$rps" \
             "$(awk -v a="$rps" -v b="$nrps" 'BEGIN {print a / b}')" "$xref" \
             "$(printf '%s\n' ${r50[$name]} | median | awk '{print $1 / 1000}')" \
-            "$p99" "${rbad[$name]}"
+            "$p99" "$cpu" "$(awk -v a="$ncpu" -v b="$cpu" 'BEGIN {print (b > 0) ? a / b : 0}')" \
+            "${rbad[$name]}" "$steal"
     done
 done
 
@@ -236,6 +268,7 @@ goal() { # text condition(awk expression over a b)
 tn=${res[trivial.nginx_rps]:-0}; tr=${res[trivial.ref_rps]:-0}
 if [ -n "${res[trivial.direct]:-}" ]; then
     goal "routed trivial /execute >= 0.25x plain nginx ($(awk -v a="${res[trivial.front]}" -v b="$tn" 'BEGIN {printf "%.3f", a / b}'))" "${res[trivial.front]}" "$tn" 'a >= 0.25 * b'
+    goal "routed trivial /execute costs <= 4x plain nginx's CPU per request (x_cpu $(awk -v a="${res[trivial.nginx_cpu]}" -v b="${res[trivial.front.cpu]}" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}'))" "${res[trivial.nginx_cpu]}" "${res[trivial.front.cpu]}" 'b > 0 && a >= 0.25 * b'
     goal "routed trivial /execute >= 10x the reference ($(awk -v a="${res[trivial.front]}" -v b="$tr" 'BEGIN {printf "%.1f", (b > 0) ? a / b : 0}'))" "${res[trivial.front]}" "$tr" 'b > 0 && a >= 10 * b'
     goal "direct trivial /execute >= 0.4x plain nginx ($(awk -v a="${res[trivial.direct]}" -v b="$tn" 'BEGIN {printf "%.3f", a / b}'))" "${res[trivial.direct]}" "$tn" 'a >= 0.4 * b'
     goal "direct trivial p99 <= 1 ms at $CONNS connections (${res[trivial.direct.p99]} ms)" "${res[trivial.direct.p99]}" 0 'a <= 1.0'
