@@ -347,6 +347,13 @@ static ngx_command_t  ngx_http_pyexec_commands[] = {
       offsetof(ngx_http_pyexec_main_conf_t, interrupt_on_disconnect),
       NULL },
 
+    { ngx_string("pyexec_demote_after"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyexec_main_conf_t, demote_after),
+      NULL },
+
     { ngx_string("pyexec_sched_batch"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -477,6 +484,7 @@ ngx_http_pyexec_create_main_conf(ngx_conf_t *cf)
     pmcf->journal_max = NGX_CONF_UNSET_SIZE;
     pmcf->interrupt_on_disconnect = NGX_CONF_UNSET;
     pmcf->sched_batch = NGX_CONF_UNSET;
+    pmcf->demote_after = NGX_CONF_UNSET_MSEC;
 
     return pmcf;
 }
@@ -511,6 +519,7 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(pmcf->journal_max, 64 * 1024 * 1024);
     ngx_conf_init_value(pmcf->interrupt_on_disconnect, 0);
     ngx_conf_init_value(pmcf->sched_batch, 0);
+    ngx_conf_init_msec_value(pmcf->demote_after, 200);
 
     if (pmcf->journal_execution_max < 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -932,6 +941,12 @@ ngx_http_pyexec_init_module(ngx_cycle_t *cycle)
 
     if (pmcf && pmcf->thread_pool && pmcf->preload) {
         ngx_http_pyexec_interp_preload(cycle, pmcf);
+    }
+
+    if (pmcf && pmcf->thread_pool && pmcf->demote_after
+        && ngx_http_pyexec_interp_nice_limit(cycle) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return ngx_http_pyexec_front_init_module(cycle);

@@ -16,7 +16,7 @@ REF=$((PORT + 1))
 WORKERS=${WORKERS:-$("$ROOT/tools/workers.sh")}
 OUT=$ROOT/build/bench/fleet
 rm -rf "$OUT"
-shipped_conf "$OUT" "$PORT" "s/^worker_processes .*;/worker_processes $WORKERS;/"
+shipped_conf "$OUT" "$PORT" "s/^worker_processes .*;/worker_processes $WORKERS;/" ${FLEET_SED:+"$FLEET_SED"}
 shipped_start "$OUT" "$PORT"
 SEEDREF_DATA_DIR="$OUT/data" CPUS="" \
     "$ROOT/../shared/bench/seedref/run.sh" "$REF" > "$OUT/logs/seedref.log" 2>&1 &

@@ -72,6 +72,7 @@ typedef struct {
     size_t                       journal_max;
     ngx_flag_t                   interrupt_on_disconnect;
     ngx_flag_t                   sched_batch;  /* pyexec_sched_batch */
+    ngx_msec_t                   demote_after; /* 0: off */
     ngx_uint_t                   uses_front;   /* pyexec_front somewhere */
     void                        *front_channels;  /* front.c's, per cycle */
 } ngx_http_pyexec_main_conf_t;

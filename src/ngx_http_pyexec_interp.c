@@ -57,6 +57,9 @@
 
 
 static void ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log);
+static void ngx_http_pyexec_interp_demotable(
+    ngx_http_pyexec_main_conf_t *pmcf, ngx_log_t *log);
+static void ngx_http_pyexec_interp_promote(ngx_log_t *log);
 static void ngx_http_pyexec_interp_sched(ngx_http_pyexec_main_conf_t *pmcf,
     ngx_log_t *log);
 static void ngx_http_pyexec_interp_init_done(ngx_event_t *ev);
@@ -329,6 +332,7 @@ ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log)
     ngx_http_pyexec_thread = pthread_self();
 
     ngx_http_pyexec_interp_sched(pmcf, log);
+    ngx_http_pyexec_interp_demotable(pmcf, log);
 
     /* nginx pool threads block all signals; let ours in */
 
@@ -354,6 +358,159 @@ ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log)
  * watcher stays as it was; a fork()ed child gets SCHED_OTHER back
  * (child.c).
  */
+
+/*
+ * pyexec_demote_after: a cell that has run that long gets its thread's
+ * nice raised by NGX_HTTP_PYEXEC_DEMOTE (the event loop's timer does it,
+ * task.c), and the thread takes its own nice back when the cell ends.
+ * On a busy machine the other workers' short cells then get the cores
+ * first; on an idle one nothing changes.  Linux's setpriority() on a
+ * thread id sets that thread only.  Taking the nice back needs
+ * RLIMIT_NICE (the master raises it before it forks, to the workers'
+ * worker_priority and no further) or root.
+ */
+
+#define NGX_HTTP_PYEXEC_DEMOTE  10
+
+static pid_t       ngx_http_pyexec_thread_tid;
+static int         ngx_http_pyexec_thread_nice;
+static ngx_uint_t  ngx_http_pyexec_demotable;
+static ngx_uint_t  ngx_http_pyexec_demoted;      /* under run_lock */
+
+
+/* the master, before it forks: let the workers undo a demotion */
+
+ngx_int_t
+ngx_http_pyexec_interp_nice_limit(ngx_cycle_t *cycle)
+{
+    struct rlimit     rl;
+    ngx_core_conf_t  *ccf;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (getrlimit(RLIMIT_NICE, &rl) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "pyexec: getrlimit(RLIMIT_NICE) failed");
+        return NGX_ERROR;
+    }
+
+    /* RLIMIT_NICE n: a process may lower its nice down to 20 - n */
+
+    if (rl.rlim_cur != RLIM_INFINITY
+        && rl.rlim_cur < (rlim_t) (20 - ccf->priority))
+    {
+        rl.rlim_cur = 20 - ccf->priority;
+
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur) {
+            rl.rlim_max = rl.rlim_cur;
+        }
+
+        if (setrlimit(RLIMIT_NICE, &rl) == -1) {
+            /* not root: the workers say whether they can demote */
+            ngx_log_debug0(NGX_LOG_DEBUG_CORE, cycle->log, ngx_errno,
+                           "pyexec: setrlimit(RLIMIT_NICE) failed");
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* interpreter thread, at its start */
+
+static void
+ngx_http_pyexec_interp_demotable(ngx_http_pyexec_main_conf_t *pmcf,
+    ngx_log_t *log)
+{
+    struct rlimit  rl;
+
+    if (pmcf->demote_after == 0) {
+        return;
+    }
+
+    ngx_http_pyexec_thread_tid = gettid();
+
+    errno = 0;
+    ngx_http_pyexec_thread_nice = getpriority(PRIO_PROCESS,
+                                              ngx_http_pyexec_thread_tid);
+    if (errno != 0) {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "pyexec: getpriority() failed, long cells stay as "
+                      "they are");
+        return;
+    }
+
+    if (getrlimit(RLIMIT_NICE, &rl) == -1
+        || (rl.rlim_cur != RLIM_INFINITY
+            && 20 - (int) rl.rlim_cur > ngx_http_pyexec_thread_nice
+            && geteuid() != 0))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "pyexec: long cells are not demoted: RLIMIT_NICE "
+                      "would not let this worker take its nice %d back",
+                      ngx_http_pyexec_thread_nice);
+        return;
+    }
+
+    ngx_http_pyexec_demotable = 1;
+}
+
+
+/* event loop: cell "seq" has run for pyexec_demote_after */
+
+void
+ngx_http_pyexec_interp_demote(ngx_uint_t seq, ngx_log_t *log)
+{
+    int  nice;
+
+    if (!ngx_http_pyexec_demotable) {
+        return;
+    }
+
+    nice = ngx_min(ngx_http_pyexec_thread_nice + NGX_HTTP_PYEXEC_DEMOTE, 19);
+
+    (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
+
+    if (ngx_http_pyexec_running_seq == seq && !ngx_http_pyexec_demoted) {
+        if (setpriority(PRIO_PROCESS, ngx_http_pyexec_thread_tid, nice)
+            == -1)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                          "pyexec: setpriority(%d) failed", nice);
+
+        } else {
+            ngx_http_pyexec_demoted = 1;
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "pyexec cell %ui demoted to nice %d", seq, nice);
+        }
+    }
+
+    (void) pthread_mutex_unlock(&ngx_http_pyexec_run_lock);
+}
+
+
+/* interpreter thread, the cell over, under run_lock */
+
+static void
+ngx_http_pyexec_interp_promote(ngx_log_t *log)
+{
+    if (!ngx_http_pyexec_demoted) {
+        return;
+    }
+
+    ngx_http_pyexec_demoted = 0;
+
+    if (setpriority(PRIO_PROCESS, ngx_http_pyexec_thread_tid,
+                    ngx_http_pyexec_thread_nice)
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "pyexec: setpriority(%d) failed, long cells are no "
+                      "longer demoted", ngx_http_pyexec_thread_nice);
+        ngx_http_pyexec_demotable = 0;
+    }
+}
+
 
 static void
 ngx_http_pyexec_interp_sched(ngx_http_pyexec_main_conf_t *pmcf,
@@ -2047,6 +2204,7 @@ ngx_http_pyexec_interp_execute(ngx_http_pyexec_task_t *t, ngx_log_t *log)
         /* not in a child a cell fork()ed: it may hold a copy of the lock */
         (void) pthread_mutex_lock(&ngx_http_pyexec_run_lock);
         ngx_http_pyexec_running_seq = 0;
+        ngx_http_pyexec_interp_promote(log);
         (void) pthread_mutex_unlock(&ngx_http_pyexec_run_lock);
 
     } else {

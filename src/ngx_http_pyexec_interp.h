@@ -32,6 +32,8 @@ uint64_t ngx_http_pyexec_interp_now_ms(void);
 ngx_msec_t ngx_http_pyexec_interp_checkpoint_due(
     ngx_http_pyexec_session_t *s, uint64_t now);
 size_t ngx_http_pyexec_interp_rss(void);
+void ngx_http_pyexec_interp_demote(ngx_uint_t seq, ngx_log_t *log);
+ngx_int_t ngx_http_pyexec_interp_nice_limit(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_PYEXEC_INTERP_H_INCLUDED_ */

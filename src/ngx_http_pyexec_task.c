@@ -40,6 +40,8 @@ static u_char *ngx_http_pyexec_task_execution_id(u_char *buf,
 static void ngx_http_pyexec_task_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_server_thread(void *data, ngx_log_t *log);
 static void ngx_http_pyexec_task_event(ngx_event_t *ev);
+static ngx_msec_t ngx_http_pyexec_task_next(ngx_http_pyexec_task_t *t,
+    uint64_t ran);
 static void ngx_http_pyexec_task_timer(ngx_event_t *ev);
 static void ngx_http_pyexec_task_escalate(ngx_http_pyexec_task_t *t,
     uint64_t now, ngx_log_t *log);
@@ -200,7 +202,7 @@ ngx_http_pyexec_task_post(ngx_http_pyexec_task_t *t)
         t->timer.handler = ngx_http_pyexec_task_timer;
         t->timer.data = t;
         t->timer.log = t->log;
-        ngx_add_timer(&t->timer, t->timeout);
+        ngx_add_timer(&t->timer, ngx_http_pyexec_task_next(t, 0));
     }
 
     return NGX_OK;
@@ -413,11 +415,30 @@ ngx_http_pyexec_task_event(ngx_event_t *ev)
  * (task_escalate()).
  */
 
+/* when the cell's timer looks again, "ran" ms into the cell */
+
+static ngx_msec_t
+ngx_http_pyexec_task_next(ngx_http_pyexec_task_t *t, uint64_t ran)
+{
+    ngx_msec_t                    next;
+    ngx_http_pyexec_main_conf_t  *pmcf = ngx_http_pyexec_proc.pmcf;
+
+    next = t->timeout - ran;
+
+    if (!t->demoted && pmcf->demote_after > ran) {
+        next = ngx_min(next, pmcf->demote_after - ran);
+    }
+
+    return next;
+}
+
+
 static void
 ngx_http_pyexec_task_timer(ngx_event_t *ev)
 {
-    uint64_t                 started, now;
-    ngx_http_pyexec_task_t  *t = ev->data;
+    uint64_t                      started, now;
+    ngx_http_pyexec_task_t       *t = ev->data;
+    ngx_http_pyexec_main_conf_t  *pmcf = ngx_http_pyexec_proc.pmcf;
 
     ngx_memory_barrier();
 
@@ -428,7 +449,7 @@ ngx_http_pyexec_task_timer(ngx_event_t *ev)
     started = t->started_ms;
 
     if (started == 0) {
-        ngx_add_timer(ev, ngx_min(t->timeout, 1000));
+        ngx_add_timer(ev, ngx_min(ngx_http_pyexec_task_next(t, 0), 1000));
         return;
     }
 
@@ -436,8 +457,15 @@ ngx_http_pyexec_task_timer(ngx_event_t *ev)
 
     if (t->kill_reason == 0) {
 
+        if (!t->demoted && pmcf->demote_after
+            && now - started >= pmcf->demote_after)
+        {
+            t->demoted = 1;
+            ngx_http_pyexec_interp_demote(t->seq, ev->log);
+        }
+
         if (now - started < t->timeout) {
-            ngx_add_timer(ev, t->timeout - (now - started));
+            ngx_add_timer(ev, ngx_http_pyexec_task_next(t, now - started));
             return;
         }
 

@@ -108,6 +108,7 @@ struct ngx_http_pyexec_task_s {
     unsigned                     shut:1;      /* its write side shut down */
     unsigned                     detached:1;  /* "async": answered 202 */
     unsigned                     streamed:1;  /* answered with its events */
+    unsigned                     demoted:1;   /* pyexec_demote_after */
 };
 
 

@@ -21,7 +21,8 @@ our $PYTHON = '/usr/bin/python3.11';
 my $json = JSON::PP->new->utf8->canonical;
 
 # Pyexec::Cells->new(name => 'parallel', port_offset => 11,
-#                    [allow_alerts => [qr/.../]], [http_extra => '...'])
+#                    [allow_alerts => [qr/.../]], [http_extra => '...'],
+#                    [main_extra => '...'])
 sub new {
     my ($class, %o) = @_;
     $ENV{TEST_NGINX_LOAD_MODULES} or die "TEST_NGINX_LOAD_MODULES not set\n";
@@ -30,6 +31,7 @@ sub new {
     my $ng = Pyexec::Shipped::instance(root => $root, port => $port,
                                        allow_alerts => $o{allow_alerts},
                                        http_extra => $o{http_extra},
+                                       main_extra => $o{main_extra},
                                        set => $o{set},
                                        access_log => $o{access_log});
     return bless { ng => $ng, root => $root }, $class;

@@ -83,7 +83,8 @@ sub wait_warm {
 }
 
 sub render {
-    my (%o) = @_;    # root, addr, port, mod, http_extra, state, set, access_log
+    my (%o) = @_;    # root, addr, port, mod, http_extra, main_extra, state, set,
+                     # access_log
     my $file = abs_path('.') . '/nginx.conf';
     open my $in, '<', $file or die "$file: $!";
     local $/;
@@ -114,6 +115,7 @@ sub render {
     $c =~ s/^(\s*pyexec_state_dir) .*;$/$1 $o{state};/m or die "no state_dir"
         if $o{state};
     $c =~ s/^http \{$/http {\n$o{http_extra}/m if $o{http_extra};
+    $c =~ s/^http \{$/$o{main_extra}\nhttp {/m if $o{main_extra};
 
     return $c;
 }
