@@ -6,7 +6,8 @@
 # in one run.  Fails when a goal is missed.  Run by `make bench`.
 #
 # Env: FLEET_PORT (18993; the reference on the next port), AGENTS (8),
-#      ROUNDS (2), THINK (0.5 s mean), WORKERS (tools/workers.sh)
+#      ROUNDS (2), THINK (0.5 s mean), WORKERS (tools/workers.sh),
+#      FLEET_SED (a sed expression applied to the shipped conf as well)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
