@@ -853,16 +853,34 @@ ngx_http_pyexec_json_key(ngx_http_pyexec_json_t *j, const char *key)
 void
 ngx_http_pyexec_json_int(ngx_http_pyexec_json_t *j, long long n)
 {
-    u_char  buf[NGX_INT64_LEN + 1], *p;
+    u_char     buf[NGX_INT64_LEN], *p, *last;
+    uint64_t   u;
 
-    /* yajl_gen_integer() formats with sprintf(), a cost in every reply */
+    /*
+     * yajl_gen_integer() formats with sprintf(), a cost in every reply;
+     * digits by hand (the fuzz harness links no ngx_sprintf())
+     */
 
-    if (ngx_http_pyexec_json_ok(j)) {
-        p = ngx_sprintf(buf, "%L", (int64_t) n);
-        ngx_http_pyexec_json_check(j, yajl_gen_number(j->g, (char *) buf,
-                                                      p - buf),
-                                   "yajl_gen_number()");
+    if (!ngx_http_pyexec_json_ok(j)) {
+        return;
     }
+
+    last = buf + sizeof(buf);
+    p = last;
+    u = n < 0 ? (uint64_t) 0 - (uint64_t) n : (uint64_t) n;
+
+    do {
+        *--p = (u_char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+
+    if (n < 0) {
+        *--p = '-';
+    }
+
+    ngx_http_pyexec_json_check(j, yajl_gen_number(j->g, (char *) p,
+                                                  last - p),
+                               "yajl_gen_number()");
 }
 
 
