@@ -908,7 +908,12 @@ ngx_http_pyexec_front_receive_one(ngx_socket_t s, ngx_uint_t adopt)
     {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                       "pyexec: malformed message in the front channel "
-                      "(%z bytes, %ui descriptors)", n, nfds);
+                      "(%z bytes, %ui descriptors, flags %xd, magic %xD, "
+                      "length %uD, listening %uD of %ui)", n, nfds,
+                      msg.msg_flags, n >= (ssize_t) sizeof(m) ? m.magic : 0,
+                      n >= (ssize_t) sizeof(m) ? m.len : 0,
+                      n >= (ssize_t) sizeof(m) ? m.listening : 0,
+                      ngx_cycle->listening.nelts);
 
         for (i = 0; i < nfds; i++) {
             (void) close(fds[i]);
