@@ -519,7 +519,7 @@ ngx_http_pyexec_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(pmcf->journal_max, 64 * 1024 * 1024);
     ngx_conf_init_value(pmcf->interrupt_on_disconnect, 0);
     ngx_conf_init_value(pmcf->sched_batch, 0);
-    ngx_conf_init_msec_value(pmcf->demote_after, 200);
+    ngx_conf_init_msec_value(pmcf->demote_after, 0);
 
     if (pmcf->journal_execution_max < 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -1,5 +1,5 @@
 # vim:set ft= ts=4 sw=4 et fdm=marker:
-# pyexec_demote_after (default 200 ms): a cell that has run that long gets
+# pyexec_demote_after 200ms (off by default): a cell that has run that long gets
 # its interpreter thread's nice raised by 10, so that on a busy machine
 # the other workers' short cells get the cores first; the next cell runs
 # at the worker's own nice again.  Taking the nice back needs root or an
@@ -40,7 +40,8 @@ sub nice_limit {
 
 # {{{ workers as root: demoted, then back
 
-my $c = Pyexec::Cells->new(name => 'demote', port_offset => 27, main_extra => 'user root;');
+my $c = Pyexec::Cells->new(name => 'demote', port_offset => 27, main_extra => 'user root;',
+                           http_extra => '    pyexec_demote_after 200ms;');
 ok($c->start(), 'the shipped nginx.conf starts with `user root`')
     or BAIL_OUT($c->ng->log_text());
 my $sid = $c->id_on(0, 'demote');
@@ -60,7 +61,8 @@ $c->stop();
 # }}}
 # {{{ workers as shipped (nobody): demoted only if they can take it back
 
-$c = Pyexec::Cells->new(name => 'demote-user', port_offset => 28);
+$c = Pyexec::Cells->new(name => 'demote-user', port_offset => 28,
+                        http_extra => '    pyexec_demote_after 200ms;');
 ok($c->start(), 'the shipped nginx.conf starts as it is')
     or BAIL_OUT($c->ng->log_text());
 $sid = $c->id_on(0, 'demote');
