@@ -896,6 +896,8 @@ ngx_http_pyexec_front_receive_one(ngx_socket_t s, ngx_uint_t adopt)
         }
     }
 
+    ngx_memzero(&m, sizeof(m));
+
     if (n >= (ssize_t) sizeof(m)) {
         ngx_memcpy(&m, ngx_http_pyexec_front_buf, sizeof(m));
     }
@@ -910,9 +912,7 @@ ngx_http_pyexec_front_receive_one(ngx_socket_t s, ngx_uint_t adopt)
                       "pyexec: malformed message in the front channel "
                       "(%z bytes, %ui descriptors, flags %xd, magic %xD, "
                       "length %uD, listening %uD of %ui)", n, nfds,
-                      msg.msg_flags, n >= (ssize_t) sizeof(m) ? m.magic : 0,
-                      n >= (ssize_t) sizeof(m) ? m.len : 0,
-                      n >= (ssize_t) sizeof(m) ? m.listening : 0,
+                      msg.msg_flags, m.magic, m.len, m.listening,
                       ngx_cycle->listening.nelts);
 
         for (i = 0; i < nfds; i++) {

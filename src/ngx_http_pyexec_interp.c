@@ -359,6 +359,25 @@ ngx_http_pyexec_interp_init_thread(void *data, ngx_log_t *log)
  * (child.c).
  */
 
+static void
+ngx_http_pyexec_interp_sched(ngx_http_pyexec_main_conf_t *pmcf,
+    ngx_log_t *log)
+{
+    struct sched_param  sp;
+
+    if (!pmcf->sched_batch) {
+        return;
+    }
+
+    ngx_memzero(&sp, sizeof(struct sched_param));
+
+    if (sched_setscheduler(0, SCHED_BATCH, &sp) == -1) {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "pyexec: sched_setscheduler(SCHED_BATCH) failed");
+    }
+}
+
+
 /*
  * pyexec_demote_after: a cell that has run that long gets its thread's
  * nice raised by NGX_HTTP_PYEXEC_DEMOTE (the event loop's timer does it,
@@ -508,25 +527,6 @@ ngx_http_pyexec_interp_promote(ngx_log_t *log)
                       "pyexec: setpriority(%d) failed, long cells are no "
                       "longer demoted", ngx_http_pyexec_thread_nice);
         ngx_http_pyexec_demotable = 0;
-    }
-}
-
-
-static void
-ngx_http_pyexec_interp_sched(ngx_http_pyexec_main_conf_t *pmcf,
-    ngx_log_t *log)
-{
-    struct sched_param  sp;
-
-    if (!pmcf->sched_batch) {
-        return;
-    }
-
-    ngx_memzero(&sp, sizeof(struct sched_param));
-
-    if (sched_setscheduler(0, SCHED_BATCH, &sp) == -1) {
-        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
-                      "pyexec: sched_setscheduler(SCHED_BATCH) failed");
     }
 }
 

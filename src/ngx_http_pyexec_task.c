@@ -409,12 +409,6 @@ ngx_http_pyexec_task_event(ngx_event_t *ev)
 }
 
 
-/*
- * The time limit counts from the moment the cell starts (it may wait in
- * the queue behind other cells first).  At the limit the ladder begins
- * (task_escalate()).
- */
-
 /* when the cell's timer looks again, "ran" ms into the cell */
 
 static ngx_msec_t
@@ -432,6 +426,12 @@ ngx_http_pyexec_task_next(ngx_http_pyexec_task_t *t, uint64_t ran)
     return next;
 }
 
+
+/*
+ * The time limit counts from the moment the cell starts (it may wait in
+ * the queue behind other cells first).  At the limit the ladder begins
+ * (task_escalate()).
+ */
 
 static void
 ngx_http_pyexec_task_timer(ngx_event_t *ev)
