@@ -795,6 +795,12 @@ def _figures(err):
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
         return []
+    # no figure open (the common cell): nothing to render, nothing for
+    # close("all") to do; pyplot's own calls cost more than the cell
+    figs = getattr(getattr(sys.modules.get("matplotlib._pylab_helpers"),
+                           "Gcf", None), "figs", None)
+    if figs is not None and not figs:
+        return []
     pngs = []
     try:
         for num in plt.get_fignums():
