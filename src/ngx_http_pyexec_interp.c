@@ -154,6 +154,7 @@ static PyObject          *ngx_http_pyexec_cap;
 static PyObject          *ngx_http_pyexec_builtins;       /* borrowed */
 static PyObject          *ngx_http_pyexec_builtins_saved;
 static uint64_t           ngx_http_pyexec_builtins_tag;
+static ngx_uint_t         ngx_http_pyexec_trim_due;  /* after a checkpoint */
 
 static volatile sig_atomic_t  ngx_http_pyexec_in_user;
 static ngx_atomic_t           ngx_http_pyexec_running_seq;
@@ -751,6 +752,12 @@ ngx_http_pyexec_interp_checkpoint_one(ngx_http_pyexec_session_t *s,
         cpu = ngx_http_pyexec_interp_cpu_us() - cpu;
         s->ckpt_cost = (uint32_t) ngx_min(cpu, NGX_MAX_UINT32_VALUE);
         ngx_http_pyexec_metrics_checkpoint(cpu, (char *) path);
+
+        /* the pickles' buffers, freed, stay in the heap untrimmed */
+
+        if (cpu >= NGX_HTTP_PYEXEC_TRIM_CPU) {
+            ngx_http_pyexec_trim_due = 1;
+        }
     }
 
     n = PyList_Check(res) ? PyList_GET_SIZE(res) : 0;
@@ -2014,12 +2021,15 @@ ngx_http_pyexec_interp_run(ngx_http_pyexec_task_t *t, ngx_log_t *log)
      * the first large free).  A trim costs ~10 us with nothing to give
      * back, ~0.5 ms after a pandas cell; within a cell an array reused
      * stays in the heap, without the page faults of each use that a fixed
-     * mmap threshold cost (bench/cpu.sh's groupby).
+     * mmap threshold cost (bench/cpu.sh's groupby).  The same after a
+     * checkpoint pickled here for 1 ms or more (a DataFrame's pickle).
      */
 
-    if (t->op == NGX_HTTP_PYEXEC_OP_EXECUTE
-        && t->cpu_us >= NGX_HTTP_PYEXEC_TRIM_CPU)
+    if ((t->op == NGX_HTTP_PYEXEC_OP_EXECUTE
+         && t->cpu_us >= NGX_HTTP_PYEXEC_TRIM_CPU)
+        || ngx_http_pyexec_trim_due)
     {
+        ngx_http_pyexec_trim_due = 0;
         (void) malloc_trim(0);
         ngx_http_pyexec_rss_after = 0;
     }

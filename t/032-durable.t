@@ -240,18 +240,20 @@ is($body, '{"detail":"nothing to undo"}', '... says so');
 # --- a session slow to pickle is written by a forked writer ----------------
 
 {
-    # 15 000 instances of a cell-defined class: dill, by value, ~0.4 s; the
-    # first checkpoint (in the thread) measures that, the next one forks, no
-    # sooner than 50 times that later (at most a fiftieth of the time)
+    # 30 000 instances of a cell-defined class: dill, by value, 0.3-0.8 s
+    # (15 000 took 0.14 s on a fast machine, under the 200 ms that makes a
+    # fork worth it); the first checkpoint (in the thread) measures that,
+    # the next one forks, no sooner than 50 times that later (at most a
+    # fiftieth of the time)
     my $slow = $c->id_on(1, 'slow');
     my ($rs, undef, undef, $wpid) = $c->cell($slow,
         "class Q:\n    def __init__(self, i):\n        self.i = i\n"
-        . "qs = [Q(i) for i in range(15000)]", timeout => 60);
-    ok($rs && $rs->{success}, 'a session of 15 000 cell-class instances');
+        . "qs = [Q(i) for i in range(30000)]", timeout => 60);
+    ok($rs && $rs->{success}, 'a session of 30 000 cell-class instances');
     ok(wait_ckpt($slow), '... checkpointed');
     my $first = -M ckpt($slow);
     ($rs) = $c->cell($slow, "qs.append(Q(-1))\nlen(qs)");
-    is($rs->{result}, "15001", 'a cell changes it');
+    is($rs->{result}, "30001", 'a cell changes it');
     my ($seen, $later) = (0, 0);
     my $until = time + 120;
     while (time < $until) {
@@ -265,7 +267,7 @@ is($body, '{"detail":"nothing to undo"}', '... says so');
     kill 'KILL', $wpid;
     my ($rb, $cb);
     for (1 .. 200) { ($rb, $cb) = $c->cell($slow, "len(qs), type(qs[-1]).__name__, qs[-1].i"); last if $cb == 200; sleep 0.05 }
-    is($rb->{value}, "(15001, 'Q', -1)", '... and after kill -9 the session is back as the writer wrote it');
+    is($rb->{value}, "(30001, 'Q', -1)", '... and after kill -9 the session is back as the writer wrote it');
 }
 
 # --- DELETE removes the checkpoint ------------------------------------------
