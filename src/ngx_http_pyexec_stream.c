@@ -7,8 +7,9 @@
  * runs) and GET /executions/{id}/events (the events again from
  * Last-Event-ID, then live).  A stream follows its execution's journal:
  * every NGX_HTTP_PYEXEC_STREAM_TICK it sends what the cell wrote since,
- * from a buffer of its own, and only once the client has taken the last
- * one; a client that takes nothing for send_timeout is dropped, and the
+ * from a buffer of its own refilled each time the client has taken it
+ * (up to a burst a tick, and at once when the socket can take more); a
+ * client that takes nothing for send_timeout is dropped, and the
  * cell goes on.  The interpreter never waits for a stream.
  */
 
@@ -27,6 +28,7 @@
 
 #define NGX_HTTP_PYEXEC_STREAM_TICK  50            /* ms */
 #define NGX_HTTP_PYEXEC_STREAM_BUF   (64 * 1024)   /* bytes in flight */
+#define NGX_HTTP_PYEXEC_STREAM_BURST 16            /* buffers a flush */
 
 
 typedef struct {
@@ -199,9 +201,11 @@ ngx_http_pyexec_stream_write(ngx_http_request_t *r)
 
 
 /*
- * Send what the journal holds past w->sent, when the client has taken
- * the last buffer; the end of the stream once the result is out (not for
- * the owner: stream_end()).  NGX_ERROR: the request is to be ended.
+ * Send what the journal holds past w->sent, a buffer at a time while the
+ * client takes them (at most NGX_HTTP_PYEXEC_STREAM_BURST buffers a call,
+ * then the next tick: one stream does not hold the event loop); the end of
+ * the stream once the result is out (not for the owner: stream_end()).
+ * NGX_ERROR: the request is to be ended.
  */
 
 static ngx_int_t
@@ -210,6 +214,7 @@ ngx_http_pyexec_stream_flush(ngx_http_pyexec_watch_t *w)
     off_t                      sent;
     size_t                     n;
     ngx_int_t                  rc;
+    ngx_uint_t                 i;
     ngx_buf_t                 *b;
     ngx_chain_t               *cl;
     ngx_connection_t          *c;
@@ -224,94 +229,106 @@ ngx_http_pyexec_stream_flush(ngx_http_pyexec_watch_t *w)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    sent = c->sent;
+    for (i = 0; i < NGX_HTTP_PYEXEC_STREAM_BURST; i++) {
 
-    if (w->busy || c->buffered) {
-        rc = ngx_http_output_filter(r, NULL);
+        sent = c->sent;
+
+        if (w->busy || c->buffered) {
+            rc = ngx_http_output_filter(r, NULL);
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            cl = NULL;
+            ngx_chain_update_chains(r->pool, &w->free, &w->busy, &cl,
+                                  (ngx_buf_tag_t) ngx_http_pyexec_stream_start);
+        }
+
+        if (w->busy || c->buffered) {
+            /*
+             * the client is slow: the journal keeps the rest meanwhile;
+             * as nginx's send_timeout, the time between two writes that
+             * move
+             */
+
+            if (!c->write->timer_set || c->sent > sent) {
+                ngx_add_timer(c->write, clcf->send_timeout);
+            }
+
+            if (ngx_handle_write_event(c->write, clcf->send_lowat) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            break;
+        }
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        if (w->free) {
+            cl = w->free;
+            w->free = cl->next;
+            cl->next = NULL;
+            b = cl->buf;
+            b->pos = b->start;
+            b->last = b->start;
+
+        } else {
+            cl = ngx_alloc_chain_link(r->pool);
+            b = ngx_create_temp_buf(r->pool, NGX_HTTP_PYEXEC_STREAM_BUF);
+            if (cl == NULL || b == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->tag = (ngx_buf_tag_t) ngx_http_pyexec_stream_start;
+            cl->buf = b;
+            cl->next = NULL;
+        }
+
+        n = ngx_http_pyexec_journal_copy(w->exec, w->sent, b->pos,
+                                         NGX_HTTP_PYEXEC_STREAM_BUF);
+        b->last = b->pos + n;
+        w->sent += n;
+        b->flush = 1;
+
+        if (!w->owner && !w->exec->running && w->sent >= w->exec->len) {
+            b->last_buf = 1;
+            b->last_in_chain = 1;
+            w->last = 1;
+        }
+
+        if (n == 0 && !w->last) {
+            cl->next = w->free;
+            w->free = cl;
+            break;                  /* all sent that the cell wrote yet */
+        }
+
+        rc = ngx_http_output_filter(r, cl);
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        cl = NULL;
         ngx_chain_update_chains(r->pool, &w->free, &w->busy, &cl,
                                 (ngx_buf_tag_t) ngx_http_pyexec_stream_start);
+
+        if (w->last) {
+            ngx_http_finalize_request(r, rc);
+            return NGX_OK;
+        }
     }
 
-    if (w->busy || c->buffered) {
-        /*
-         * the client is slow: the journal keeps the rest meanwhile; as
-         * nginx's send_timeout, the time between two writes that move
-         */
+    if (i == NGX_HTTP_PYEXEC_STREAM_BURST) {
+        /* a whole burst taken: more at once, after the other events */
 
-        if (!c->write->timer_set || c->sent > sent) {
-            ngx_add_timer(c->write, clcf->send_timeout);
+        if (w->tick.timer_set) {
+            ngx_del_timer(&w->tick);
         }
 
-        if (ngx_handle_write_event(c->write, clcf->send_lowat) != NGX_OK) {
-            return NGX_ERROR;
-        }
+        ngx_add_timer(&w->tick, 1);
 
-        goto again;
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    if (w->free) {
-        cl = w->free;
-        w->free = cl->next;
-        cl->next = NULL;
-        b = cl->buf;
-        b->pos = b->start;
-        b->last = b->start;
-
-    } else {
-        cl = ngx_alloc_chain_link(r->pool);
-        b = ngx_create_temp_buf(r->pool, NGX_HTTP_PYEXEC_STREAM_BUF);
-        if (cl == NULL || b == NULL) {
-            return NGX_ERROR;
-        }
-
-        b->tag = (ngx_buf_tag_t) ngx_http_pyexec_stream_start;
-        cl->buf = b;
-        cl->next = NULL;
-    }
-
-    n = ngx_http_pyexec_journal_copy(w->exec, w->sent, b->pos,
-                                     NGX_HTTP_PYEXEC_STREAM_BUF);
-    b->last = b->pos + n;
-    w->sent += n;
-    b->flush = 1;
-
-    if (!w->owner && !w->exec->running && w->sent >= w->exec->len) {
-        b->last_buf = 1;
-        b->last_in_chain = 1;
-        w->last = 1;
-    }
-
-    if (n == 0 && !w->last) {
-        cl->next = w->free;
-        w->free = cl;
-        goto again;
-    }
-
-    rc = ngx_http_output_filter(r, cl);
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    ngx_chain_update_chains(r->pool, &w->free, &w->busy, &cl,
-                            (ngx_buf_tag_t) ngx_http_pyexec_stream_start);
-
-    if (w->last) {
-        ngx_http_finalize_request(r, rc);
-        return NGX_OK;
-    }
-
-again:
-
-    if (!w->tick.timer_set) {
+    } else if (!w->tick.timer_set) {
         ngx_add_timer(&w->tick, NGX_HTTP_PYEXEC_STREAM_TICK);
     }
 
