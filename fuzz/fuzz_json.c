@@ -120,10 +120,11 @@ static void
 ngx_fuzz_json_route(u_char *buf, size_t size, size_t cut, ngx_int_t rc,
     ngx_http_pyexec_request_t *req)
 {
-    ngx_buf_t    b1, b2;
-    ngx_str_t    id1, id2;
-    ngx_int_t    r1, r2;
-    ngx_chain_t  c1, c2;
+    ngx_buf_t                   b1, b2;
+    ngx_str_t                   id1, id2;
+    ngx_int_t                   r1, r2, r3;
+    ngx_chain_t                 c1, c2;
+    ngx_http_pyexec_request_t   req2;
 
     ngx_memzero(&b1, sizeof(ngx_buf_t));
     ngx_memzero(&b2, sizeof(ngx_buf_t));
@@ -151,9 +152,30 @@ ngx_fuzz_json_route(u_char *buf, size_t size, size_t cut, ngx_int_t rc,
                         && ngx_memcmp(id1.data, id2.data, id1.len) == 0);
     }
 
+    /* the front's whole parse of the two buffers: the same request */
+
+    r3 = ngx_http_pyexec_json_parse_chain(NULL, &c1, NGX_FUZZ_DEPTH, &req2);
+
+    ngx_fuzz_assert(r3 == rc);
+
     if (rc != NGX_OK) {
         return;
     }
+
+    ngx_fuzz_assert(req2.code.len == req->code.len
+                    && ngx_memcmp(req2.code.data, req->code.data,
+                                  req->code.len) == 0
+                    && req2.code.data[req2.code.len] == '\0'
+                    && req2.has_session_id == req->has_session_id
+                    && req2.session_id.len == req->session_id.len
+                    && (req->session_id.len == 0
+                        || ngx_memcmp(req2.session_id.data,
+                                      req->session_id.data,
+                                      req->session_id.len) == 0)
+                    && req2.has_timeout == req->has_timeout
+                    && req2.timeout == req->timeout
+                    && req2.stream == req->stream
+                    && req2.async == req->async);
 
     if (req->has_session_id) {
         ngx_fuzz_assert(r1 == NGX_OK && id1.len == req->session_id.len

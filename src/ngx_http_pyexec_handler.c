@@ -664,15 +664,22 @@ ngx_http_pyexec_execute_body(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_http_pyexec_body(r, &body) != NGX_OK) {
-        ngx_http_pyexec_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
     ngx_str_null(&err);
 
-    rc = ngx_http_pyexec_json_parse_request(r->pool, body.data, body.len,
-                                            pmcf->json_max_depth, &req, &err);
+    /* a cell the front runs here: it parsed the body already */
+
+    rc = ngx_http_pyexec_route_parsed(r, &req);
+
+    if (rc == NGX_DECLINED) {
+        if (ngx_http_pyexec_body(r, &body) != NGX_OK) {
+            ngx_http_pyexec_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        rc = ngx_http_pyexec_json_parse_request(r->pool, body.data, body.len,
+                                                pmcf->json_max_depth, &req,
+                                                &err);
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,

@@ -51,6 +51,9 @@ typedef struct {
 } ngx_http_pyexec_json_ctx_t;
 
 
+static ngx_int_t ngx_http_pyexec_json_parse(ngx_pool_t *pool,
+    ngx_chain_t *in, ngx_uint_t max_depth, ngx_http_pyexec_request_t *req,
+    ngx_str_t *err);
 static void ngx_http_pyexec_json_error(ngx_http_pyexec_json_ctx_t *ctx,
     const char *field, const char *msg, const char *type);
 static int ngx_http_pyexec_json_scalar(ngx_http_pyexec_json_ctx_t *ctx,
@@ -90,20 +93,70 @@ ngx_int_t
 ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
     ngx_uint_t max_depth, ngx_http_pyexec_request_t *req, ngx_str_t *err)
 {
-    size_t                       off;
-    u_char                      *msg;
+    ngx_buf_t    b;
+    ngx_chain_t  cl;
+
+    ngx_memzero(&b, sizeof(ngx_buf_t));
+    b.pos = buf;
+    b.last = buf + len;
+    cl.buf = &b;
+    cl.next = NULL;
+
+    return ngx_http_pyexec_json_parse(pool, &cl, max_depth, req, err);
+}
+
+
+/*
+ * The same parse over the body's buffers as nginx read them (in memory),
+ * for the front, which runs the cell right there when the session is this
+ * worker's: NGX_OK is exactly parse_request's NGX_OK on the buffers joined;
+ * NGX_DECLINED (an invalid body) says no more: the caller parses again the
+ * way that builds the 422's detail.
+ */
+
+ngx_int_t
+ngx_http_pyexec_json_parse_chain(ngx_pool_t *pool, ngx_chain_t *in,
+    ngx_uint_t max_depth, ngx_http_pyexec_request_t *req)
+{
+    return ngx_http_pyexec_json_parse(pool, in, max_depth, req, NULL);
+}
+
+
+/* err NULL: NGX_DECLINED without the detail built */
+
+static ngx_int_t
+ngx_http_pyexec_json_parse(ngx_pool_t *pool, ngx_chain_t *in,
+    ngx_uint_t max_depth, ngx_http_pyexec_request_t *req, ngx_str_t *err)
+{
+    off_t                        len, off;
+    u_char                      *msg, *pos;
+    size_t                       n;
     yajl_handle                  h;
     yajl_status                  st;
+    ngx_chain_t                 *cl;
     ngx_http_pyexec_json_ctx_t   ctx;
 
-    ngx_str_null(err);
+    if (err) {
+        ngx_str_null(err);
+    }
+
     ngx_memzero(&ctx, sizeof(ngx_http_pyexec_json_ctx_t));
     ngx_memzero(req, sizeof(ngx_http_pyexec_request_t));
     ctx.pool = pool;
     ctx.req = req;
     ctx.max_depth = max_depth;
 
+    len = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        len += cl->buf->last - cl->buf->pos;
+    }
+
     if (len == 0) {
+        if (err == NULL) {
+            return NGX_DECLINED;
+        }
+
         ngx_http_pyexec_json_error(&ctx, NULL, "field required",
                                    "value_error.missing");
         return ngx_http_pyexec_json_errors(&ctx, -1, NULL, err);
@@ -114,9 +167,30 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
         return NGX_ERROR;
     }
 
-    st = yajl_parse(h, buf, len);
+    st = yajl_status_ok;
+    off = 0;                    /* where the buffer that failed starts */
+    pos = NULL;
+    n = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        pos = cl->buf->pos;
+        n = cl->buf->last - pos;
+
+        if (n == 0) {
+            continue;
+        }
+
+        st = yajl_parse(h, pos, n);
+        if (st != yajl_status_ok) {
+            break;
+        }
+
+        off += n;
+    }
+
     if (st == yajl_status_ok) {
         st = yajl_complete_parse(h);
+        off = 0;                /* yajl counts the end as its own buffer */
     }
 
     if (ctx.nomem) {
@@ -125,7 +199,12 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
     }
 
     if (st != yajl_status_ok) {
-        off = yajl_get_bytes_consumed(h);
+        if (err == NULL) {
+            yajl_free(h);
+            return NGX_DECLINED;
+        }
+
+        off += yajl_get_bytes_consumed(h);
 
         if (ctx.too_deep) {
             yajl_free(h);
@@ -136,7 +215,7 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
             return ngx_http_pyexec_json_errors(&ctx, off, NULL, err);
         }
 
-        msg = yajl_get_error(h, 0, buf, len);
+        msg = yajl_get_error(h, 0, pos, n);
         ctx.nerrors = 0;
         ngx_http_pyexec_json_error(&ctx, NULL, NULL,
                                    "value_error.jsondecode");
@@ -154,6 +233,10 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
     yajl_free(h);
 
     if (!ctx.root_map) {
+        if (err == NULL) {
+            return NGX_DECLINED;
+        }
+
         ctx.nerrors = 0;
         ngx_http_pyexec_json_error(&ctx, NULL, "value is not a valid dict",
                                    "type_error.dict");
@@ -189,7 +272,8 @@ ngx_http_pyexec_json_parse_request(ngx_pool_t *pool, u_char *buf, size_t len,
     }
 
     if (ctx.nerrors) {
-        return ngx_http_pyexec_json_errors(&ctx, -1, NULL, err);
+        return err ? ngx_http_pyexec_json_errors(&ctx, -1, NULL, err)
+                   : NGX_DECLINED;
     }
 
     return NGX_OK;

@@ -37,6 +37,8 @@ typedef struct {
 ngx_int_t ngx_http_pyexec_json_parse_request(ngx_pool_t *pool,
     u_char *buf, size_t len, ngx_uint_t max_depth,
     ngx_http_pyexec_request_t *req, ngx_str_t *err);
+ngx_int_t ngx_http_pyexec_json_parse_chain(ngx_pool_t *pool,
+    ngx_chain_t *in, ngx_uint_t max_depth, ngx_http_pyexec_request_t *req);
 ngx_int_t ngx_http_pyexec_json_session_id(ngx_pool_t *pool,
     ngx_chain_t *in, ngx_uint_t max_depth, ngx_str_t *id);
 ngx_int_t ngx_http_pyexec_json_route(ngx_pool_t *pool, ngx_chain_t *in,

@@ -24,10 +24,15 @@
 #include "ngx_http_pyexec_session.h"
 
 
+/* a body the front parses whole (a cell it may run), at most this */
+#define NGX_HTTP_PYEXEC_ROUTE_PARSE_MAX  (64 * 1024)
+
+
 /* the module's request ctx: routing (front) and gathering (GET /sessions) */
 
 typedef struct {
     ngx_str_t                    id;
+    ngx_http_pyexec_request_t    req;         /* the body, parsed whole */
     ngx_uint_t                   n;
     ngx_uint_t                   done;
     ngx_str_t                   *bodies;
@@ -37,6 +42,8 @@ typedef struct {
     unsigned                     minted:1;
     unsigned                     local:1;     /* run by the front itself */
     unsigned                     async:1;     /* the body's "async": true */
+    unsigned                     parse:1;     /* the front: parse it whole */
+    unsigned                     parsed:1;    /* req: a valid request */
 } ngx_http_pyexec_ctx_t;
 
 
@@ -44,7 +51,7 @@ static ngx_http_pyexec_ctx_t *ngx_http_pyexec_ctx(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
     ngx_http_pyexec_ctx_t **ctxp);
 static ngx_int_t ngx_http_pyexec_route_body_id(ngx_http_request_t *r,
-    ngx_str_t *id, ngx_uint_t *async);
+    ngx_http_pyexec_ctx_t *ctx);
 static ngx_int_t ngx_http_pyexec_route_exec_id(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_pyexec_variable_session(ngx_http_request_t *r,
@@ -155,6 +162,13 @@ ngx_http_pyexec_route_session(ngx_http_request_t *r, ngx_str_t *id,
 {
     ngx_http_pyexec_ctx_t  *ctx;
 
+    ctx = ngx_http_pyexec_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->parse = 1;
+
     if (ngx_http_pyexec_route_resolve(r, &ctx) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -179,6 +193,29 @@ ngx_http_pyexec_route_local(ngx_http_request_t *r)
     if (ctx && ctx->resolved) {
         ctx->local = 1;
     }
+}
+
+
+/*
+ * The body of a cell the front runs here, as the front parsed it: NGX_OK
+ * with *req; NGX_DECLINED: the execute handler parses the body itself.
+ */
+
+ngx_int_t
+ngx_http_pyexec_route_parsed(ngx_http_request_t *r,
+    ngx_http_pyexec_request_t *req)
+{
+    ngx_http_pyexec_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pyexec_module);
+
+    if (ctx == NULL || !ctx->local || !ctx->parsed) {
+        return NGX_DECLINED;
+    }
+
+    *req = ctx->req;
+
+    return NGX_OK;
 }
 
 
@@ -221,8 +258,7 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
 {
     u_char                 *p;
     ngx_int_t               rc;
-    ngx_uint_t              async;
-    ngx_http_pyexec_ctx_t         *ctx;
+    ngx_http_pyexec_ctx_t  *ctx;
 
     ctx = ngx_http_pyexec_ctx(r);
     if (ctx == NULL) {
@@ -235,8 +271,7 @@ ngx_http_pyexec_route_resolve(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    rc = ngx_http_pyexec_route_body_id(r, &ctx->id, &async);
-    ctx->async = async;
+    rc = ngx_http_pyexec_route_body_id(r, ctx);
 
     if (rc == NGX_DECLINED) {
         /* a header id that is too long or not UTF-8 is not routed on:
@@ -329,16 +364,18 @@ ngx_http_pyexec_route_exec_id(ngx_http_request_t *r, ngx_str_t *id)
  */
 
 static ngx_int_t
-ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id,
-    ngx_uint_t *async)
+ngx_http_pyexec_route_body_id(ngx_http_request_t *r,
+    ngx_http_pyexec_ctx_t *ctx)
 {
+    off_t                         len;
     ngx_int_t                     rc;
     ngx_str_t                     body, err, *type;
+    ngx_uint_t                    async;
     ngx_chain_t                  *cl;
     ngx_http_pyexec_request_t     req;
     ngx_http_pyexec_main_conf_t  *pmcf;
 
-    *async = 0;
+    ctx->async = 0;
 
     if (r->request_body == NULL || r->request_body->rest
         || r->request_body->bufs == NULL)
@@ -360,16 +397,49 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id,
 
     /* in memory (the shipped conf's client_body_buffer_size): as it is */
 
+    len = 0;
+
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         if (cl->buf->in_file) {
             break;
+        }
+
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    /*
+     * the front's body, small: parsed whole, kept for the execute handler
+     * when the cell runs here (one parse, not two); an invalid one is
+     * scanned below and parsed again there, where its 422 is built
+     */
+
+    if (cl == NULL && ctx->parse && len <= NGX_HTTP_PYEXEC_ROUTE_PARSE_MAX) {
+        rc = ngx_http_pyexec_json_parse_chain(r->pool, r->request_body->bufs,
+                                              pmcf->json_max_depth,
+                                              &ctx->req);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            ctx->parsed = 1;
+            ctx->async = ctx->req.async;
+
+            if (!ctx->req.has_session_id || ctx->req.session_id.len == 0) {
+                return NGX_DECLINED;
+            }
+
+            ctx->id = ctx->req.session_id;
+            return NGX_OK;
         }
     }
 
     if (cl == NULL) {
         rc = ngx_http_pyexec_json_route(r->pool, r->request_body->bufs,
                                         pmcf->json_max_depth,
-                                        &req.session_id, async);
+                                        &req.session_id, &async);
+        ctx->async = async;
+
         if (rc != NGX_OK) {
             return rc;
         }
@@ -389,7 +459,7 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id,
             return NGX_ERROR;
         }
 
-        *async = req.async;
+        ctx->async = req.async;
     }
 
     /* an invalid body is routed by the other rules; the worker says 422 */
@@ -400,7 +470,7 @@ ngx_http_pyexec_route_body_id(ngx_http_request_t *r, ngx_str_t *id,
         return NGX_DECLINED;
     }
 
-    *id = req.session_id;
+    ctx->id = req.session_id;
 
     return NGX_OK;
 }

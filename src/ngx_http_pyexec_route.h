@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_pyexec_common.h"
+#include "ngx_http_pyexec_json.h"
 
 
 /* route_path_id()'s action: POST /sessions/{id}/<action> */
@@ -24,6 +25,8 @@ ngx_uint_t ngx_http_pyexec_route_is_new(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_route_session(ngx_http_request_t *r, ngx_str_t *id,
     ngx_uint_t *minted, ngx_uint_t *async);
 void ngx_http_pyexec_route_local(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyexec_route_parsed(ngx_http_request_t *r,
+    ngx_http_pyexec_request_t *req);
 ngx_uint_t *ngx_http_pyexec_route_front_state(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyexec_route_path_id(ngx_http_request_t *r,
     ngx_str_t *prefix, ngx_str_t *id, ngx_uint_t *action);
