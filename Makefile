@@ -143,6 +143,7 @@ bench: deps-bench build
 	bench/runaway.sh
 	bench/cpu.sh
 	bench/fleet.sh
+	bench/stream.sh
 
 # SOAK_REQUESTS mixed requests through the shipped nginx.conf (bench/soak.sh)
 soak: deps-bench build

@@ -45,6 +45,7 @@ typedef struct {
 
 
 static void ngx_http_pyexec_stream_tick(ngx_event_t *ev);
+static void ngx_http_pyexec_stream_untick(ngx_http_pyexec_watch_t *w);
 static void ngx_http_pyexec_stream_write(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyexec_stream_flush(ngx_http_pyexec_watch_t *w);
 static void ngx_http_pyexec_stream_drop(ngx_http_pyexec_watch_t *w);
@@ -142,9 +143,7 @@ ngx_http_pyexec_stream_end(ngx_http_request_t *r)
     }
 
     if (w->dropped || r->connection->error) {
-        if (w->tick.timer_set) {
-            ngx_del_timer(&w->tick);
-        }
+        ngx_http_pyexec_stream_untick(w);
 
         ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
         return;
@@ -203,8 +202,9 @@ ngx_http_pyexec_stream_write(ngx_http_request_t *r)
 /*
  * Send what the journal holds past w->sent, a buffer at a time while the
  * client takes them (at most NGX_HTTP_PYEXEC_STREAM_BURST buffers a call,
- * then the next tick: one stream does not hold the event loop); the end of
- * the stream once the result is out (not for the owner: stream_end()).
+ * then the next cycle of the event loop: one stream does not hold it); the
+ * end of the stream once the result is out (not for the owner:
+ * stream_end()).
  * NGX_ERROR: the request is to be ended.
  */
 
@@ -320,15 +320,17 @@ ngx_http_pyexec_stream_flush(ngx_http_pyexec_watch_t *w)
     }
 
     if (i == NGX_HTTP_PYEXEC_STREAM_BURST) {
-        /* a whole burst taken: more at once, after the other events */
+        /* a whole burst taken: more in the next cycle, after the others */
 
         if (w->tick.timer_set) {
             ngx_del_timer(&w->tick);
         }
 
-        ngx_add_timer(&w->tick, 1);
+        if (!w->tick.posted) {
+            ngx_post_event(&w->tick, &ngx_posted_next_events);
+        }
 
-    } else if (!w->tick.timer_set) {
+    } else if (!w->tick.timer_set && !w->tick.posted) {
         ngx_add_timer(&w->tick, NGX_HTTP_PYEXEC_STREAM_TICK);
     }
 
@@ -350,9 +352,7 @@ ngx_http_pyexec_stream_drop(ngx_http_pyexec_watch_t *w)
     w->dropped = 1;
     c->timedout = 1;
 
-    if (w->tick.timer_set) {
-        ngx_del_timer(&w->tick);
-    }
+    ngx_http_pyexec_stream_untick(w);
 
     if (!w->owner) {
         ngx_http_finalize_request(w->r, NGX_HTTP_REQUEST_TIME_OUT);
@@ -381,14 +381,27 @@ ngx_http_pyexec_stream_watch(ngx_http_request_t *r)
 }
 
 
+/* no more ticks: neither the timer nor a burst's posted event */
+
+static void
+ngx_http_pyexec_stream_untick(ngx_http_pyexec_watch_t *w)
+{
+    if (w->tick.timer_set) {
+        ngx_del_timer(&w->tick);
+    }
+
+    if (w->tick.posted) {
+        ngx_delete_posted_event(&w->tick);
+    }
+}
+
+
 static void
 ngx_http_pyexec_stream_cleanup(void *data)
 {
     ngx_http_pyexec_watch_t  *w = data;
 
-    if (w->tick.timer_set) {
-        ngx_del_timer(&w->tick);
-    }
+    ngx_http_pyexec_stream_untick(w);
 
     w->exec->watchers--;
 }
