@@ -204,8 +204,7 @@ ngx_http_pyexec_stream_write(ngx_http_request_t *r)
  * client takes them (at most NGX_HTTP_PYEXEC_STREAM_BURST buffers a call,
  * then the next cycle of the event loop: one stream does not hold it); the
  * end of the stream once the result is out (not for the owner:
- * stream_end()).
- * NGX_ERROR: the request is to be ended.
+ * stream_end()).  NGX_ERROR: the request is to be ended.
  */
 
 static ngx_int_t
@@ -233,7 +232,9 @@ ngx_http_pyexec_stream_flush(ngx_http_pyexec_watch_t *w)
 
         sent = c->sent;
 
-        if (w->busy || c->buffered) {
+        /* after the first buffer, the write just tried says it all */
+
+        if (i == 0 && (w->busy || c->buffered)) {
             rc = ngx_http_output_filter(r, NULL);
             if (rc == NGX_ERROR) {
                 return NGX_ERROR;
